@@ -1,0 +1,108 @@
+"""`deskbridge` (or `python -m bot`): run, migrate, check, outbox list|replay."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+from collections.abc import Sequence
+
+from sqlalchemy import select, update
+
+from bot.config import DatabaseSettings, Settings
+from bot.db import migrate as migrations
+from bot.db.models import OutboxItem, utcnow
+from bot.db.session import create_engine, create_sessionmaker
+from bot.logs import setup_logging
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="deskbridge", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+    commands.add_parser("run", help="apply migrations, then run the bot (long polling)")
+    commands.add_parser("migrate", help="apply database migrations")
+    commands.add_parser("check", help="check provider credentials and the agent chat")
+    outbox = commands.add_parser("outbox", help="dead letters")
+    outbox_commands = outbox.add_subparsers(dest="outbox_command", required=True)
+    outbox_commands.add_parser("list", help="list dead letters")
+    replay = outbox_commands.add_parser("replay", help="deliver dead letters again")
+    replay.add_argument("ids", nargs="*", type=int, help="row ids (default: all dead letters)")
+    args = parser.parse_args(argv)
+
+    if args.command == "migrate":
+        setup_logging("INFO")
+        migrations.upgrade(DatabaseSettings().database_url)
+        print("database is up to date")
+        return 0
+    if args.command == "outbox":
+        url = DatabaseSettings().database_url
+        if args.outbox_command == "list":
+            return asyncio.run(_outbox_list(url))
+        return asyncio.run(_outbox_replay(url, args.ids))
+
+    settings = Settings()  # type: ignore[call-arg]  # read from the environment
+    setup_logging(settings.log_level, secrets=_secrets(settings))
+    if args.command == "check":
+        from bot.check import run_check
+
+        return asyncio.run(run_check(settings))
+    migrations.upgrade(settings.database_url)
+    return asyncio.run(_run(settings))
+
+
+def _secrets(settings: Settings) -> list[str]:
+    values = [settings.telegram_bot_token.get_secret_value()]
+    if settings.webhook_secret:
+        values.append(settings.webhook_secret.get_secret_value())
+    return values
+
+
+async def _run(settings: Settings) -> int:
+    from bot.app import build_app
+
+    app = await build_app(settings)
+    logging.getLogger("deskbridge").info(
+        "deskbridge started: provider=%s, agent chat %s (%s)", settings.provider,
+        settings.agent_chat_id, "forum topics" if app.agent_chat.forum else "reply threads")
+    try:
+        await app.run_polling()
+    finally:
+        await app.aclose()
+    return 0
+
+
+async def _outbox_list(url: str) -> int:
+    engine = create_engine(url)
+    try:
+        async with create_sessionmaker(engine)() as session:
+            rows = list(await session.scalars(
+                select(OutboxItem).where(OutboxItem.status == "dead").order_by(OutboxItem.id)))
+        if not rows:
+            print("no dead letters")
+        for row in rows:
+            print(f"{row.id}\t{row.kind}\t{row.lane}\tattempts={row.attempts}\t"
+                  f"{row.created_at:%Y-%m-%d %H:%M}\t{row.last_error or ''}")
+    finally:
+        await engine.dispose()
+    return 0
+
+
+async def _outbox_replay(url: str, ids: list[int]) -> int:
+    """Put dead letters back in the queue; the running bot delivers them."""
+    engine = create_engine(url)
+    try:
+        async with create_sessionmaker(engine).begin() as session:
+            statement = (update(OutboxItem).where(OutboxItem.status == "dead")
+                         .values(status="pending", attempts=0, next_attempt_at=utcnow()))
+            if ids:
+                statement = statement.where(OutboxItem.id.in_(ids))
+            result = await session.execute(statement)
+        print(f"{result.rowcount} dead letter(s) queued again")  # type: ignore[attr-defined]
+    finally:
+        await engine.dispose()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

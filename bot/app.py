@@ -1,0 +1,184 @@
+"""The composition root: settings → engine, HTTP clients, bridge, services,
+dispatcher and scheduler, built once and handed down."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+
+import httpx
+from aiogram import Bot, Dispatcher
+from aiogram.client.default import DefaultBotProperties
+from aiogram.client.session.aiohttp import AiohttpSession
+from aiogram.client.telegram import TelegramAPIServer
+from aiogram.exceptions import TelegramAPIError
+from aiogram.fsm.storage.base import BaseStorage
+from aiogram.fsm.storage.memory import MemoryStorage
+from aiogram.fsm.strategy import FSMStrategy
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+from sqlalchemy import delete
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+from bot import handlers
+from bot.config import Settings
+from bot.db.models import OutboxItem, utcnow
+from bot.db.session import create_engine, create_sessionmaker
+from bot.filters import AgentAccess
+from bot.services.delivery import AgentChat, OutboxDispatcher
+from bot.services.outbox import OutboxSignal
+from bot.services.pacing import TelegramPacer
+from bot.services.sync import SyncService
+from bot.services.tickets import TicketService
+from bridges.base import HelpdeskBridge
+from bridges.registry import BridgeDeps, create_bridge
+
+log = logging.getLogger("deskbridge")
+
+DONE_OUTBOX_RETENTION = timedelta(days=7)
+MAX_POLL_ROUNDS = 20  # follow-up polls in one job while the bridge says `more`
+
+
+@dataclass
+class App:
+    settings: Settings
+    engine: AsyncEngine
+    sessionmaker: async_sessionmaker[AsyncSession]
+    bot: Bot
+    dispatcher: Dispatcher
+    bridge: HelpdeskBridge
+    tickets: TicketService
+    sync: SyncService
+    outbox: OutboxDispatcher
+    scheduler: AsyncIOScheduler
+    signal: OutboxSignal
+    agent_chat: AgentChat
+    http: httpx.AsyncClient
+    _stop: asyncio.Event = field(default_factory=asyncio.Event)
+
+    async def poll_provider(self) -> None:
+        """The scheduled poll; follows up at once while the bridge has more."""
+        for _ in range(MAX_POLL_ROUNDS):
+            try:
+                report = await self.sync.poll_once()
+            except Exception as exc:
+                log.warning("polling %s failed: %s", self.settings.provider, exc)
+                return
+            if not report.more:
+                return
+
+    async def housekeeping(self) -> None:
+        async with self.sessionmaker.begin() as session:
+            await session.execute(delete(OutboxItem).where(
+                OutboxItem.status == "done",
+                OutboxItem.delivered_at < utcnow() - DONE_OUTBOX_RETENTION))
+
+    def schedule(self) -> None:
+        self.scheduler.add_job(
+            self.poll_provider, "interval", seconds=self.settings.poll_interval_seconds,
+            id="poll", max_instances=1, coalesce=True, next_run_time=_now())
+        self.scheduler.add_job(self.housekeeping, "interval", hours=1, id="housekeeping",
+                               max_instances=1, coalesce=True)
+
+    async def run_polling(self, *, handle_signals: bool = True) -> None:
+        """Long polling. Updates are handled one after another, so the next
+        getUpdates (which confirms them to Telegram) is only sent once every
+        update of the batch is committed: a crash never loses one, and one
+        handed out again is recognised by its message id."""
+        delivery = asyncio.create_task(self.outbox.run(self._stop), name="outbox")
+        self.schedule()
+        self.scheduler.start()
+        try:
+            await self.dispatcher.start_polling(
+                self.bot, handle_as_tasks=False, close_bot_session=False,
+                handle_signals=handle_signals,
+                allowed_updates=self.dispatcher.resolve_used_update_types())
+        finally:
+            self._stop.set()
+            self.signal.notify()
+            self.scheduler.shutdown(wait=False)
+            await delivery
+
+    async def aclose(self) -> None:
+        await self.bridge.aclose()
+        await self.http.aclose()
+        await self.bot.session.close()
+        if self.dispatcher.storage is not None:
+            await self.dispatcher.storage.close()
+        await self.engine.dispose()
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def make_bot(settings: Settings) -> Bot:
+    session = AiohttpSession(api=TelegramAPIServer.from_base(settings.telegram_api_base))
+    return Bot(
+        settings.telegram_bot_token.get_secret_value(),
+        session=session,
+        default=DefaultBotProperties(parse_mode="HTML", link_preview_is_disabled=True),
+    )
+
+
+def make_storage(settings: Settings) -> BaseStorage:
+    if settings.redis_url:
+        from aiogram.fsm.storage.redis import RedisStorage
+
+        return RedisStorage.from_url(settings.redis_url)
+    return MemoryStorage()
+
+
+async def detect_forum(bot: Bot, chat_id: int) -> bool:
+    try:
+        chat = await bot.get_chat(chat_id)
+    except TelegramAPIError as exc:
+        log.error("cannot read the agent chat %s (%s); threading by replies", chat_id, exc)
+        return False
+    return bool(chat.is_forum)
+
+
+async def build_app(
+    settings: Settings,
+    *,
+    bridge: HelpdeskBridge | None = None,
+    forum: bool | None = None,
+) -> App:
+    engine = create_engine(settings.database_url)
+    sessionmaker = create_sessionmaker(engine)
+    http = httpx.AsyncClient(timeout=httpx.Timeout(30.0, connect=10.0))
+    if bridge is None:
+        bridge = await create_bridge(settings.provider, BridgeDeps(
+            engine=engine, env=dict(os.environ)))
+    bot = make_bot(settings)
+    if forum is None:
+        forum = await detect_forum(bot, settings.agent_chat_id)
+    agent_chat = AgentChat(settings.agent_chat_id, forum, settings.agent_language)
+    signal = OutboxSignal()
+    tickets = TicketService(sessionmaker, bridge, signal, provider=settings.provider)
+    sync = SyncService(sessionmaker, bridge, signal, provider=settings.provider)
+    pacer = TelegramPacer(global_rate=settings.telegram_global_rate,
+                          chat_interval=settings.telegram_chat_interval,
+                          group_per_minute=settings.telegram_group_per_minute)
+
+    async def fetch_url(url: str) -> bytes:
+        response = await http.get(url)
+        response.raise_for_status()
+        return response.content
+
+    outbox = OutboxDispatcher(sessionmaker, bot, bridge, signal, pacer, agent_chat,
+                              max_attempts=settings.outbox_max_attempts,
+                              file_fetcher=fetch_url)
+    dispatcher = Dispatcher(storage=make_storage(settings),
+                            fsm_strategy=FSMStrategy.USER_IN_TOPIC)
+    dispatcher.include_router(handlers.setup())
+    dispatcher["tickets"] = tickets
+    dispatcher["settings"] = settings
+    dispatcher["agent_chat"] = agent_chat
+    dispatcher["agent_access"] = AgentAccess(settings.agent_chat_id, settings.agent_allowlist)
+    scheduler = AsyncIOScheduler()
+    return App(settings=settings, engine=engine, sessionmaker=sessionmaker, bot=bot,
+               dispatcher=dispatcher, bridge=bridge, tickets=tickets, sync=sync, outbox=outbox,
+               scheduler=scheduler, signal=signal, agent_chat=agent_chat, http=http)

@@ -1,0 +1,56 @@
+"""Logging set-up: one line per record, key facts first, secrets redacted.
+
+Secrets (the bot token, API keys, passwords) can reach a log through an
+exception message or a URL; a filter on the root handler replaces every
+configured secret value with `***` before anything is written.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Iterable
+
+SECRET_ENV_SUFFIXES = ("_TOKEN", "_API_KEY", "_PASSWORD", "_SECRET")
+
+
+class RedactSecrets(logging.Filter):
+    def __init__(self, secrets: Iterable[str]) -> None:
+        super().__init__()
+        self._secrets = sorted({s for s in secrets if s and len(s) >= 6}, key=len, reverse=True)
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not self._secrets:
+            return True
+        message = record.getMessage()
+        if record.exc_info and not record.exc_text:
+            record.exc_text = logging.Formatter().formatException(record.exc_info)
+        redacted = self._redact(message)
+        if redacted != message:
+            record.msg, record.args = redacted, None
+        if record.exc_text:
+            record.exc_text = self._redact(record.exc_text)
+        return True
+
+    def _redact(self, text: str) -> str:
+        for secret in self._secrets:
+            text = text.replace(secret, "***")
+        return text
+
+
+def secrets_from_env() -> list[str]:
+    return [value for name, value in os.environ.items()
+            if name.upper().endswith(SECRET_ENV_SUFFIXES)]
+
+
+def setup_logging(level: str = "INFO", secrets: Iterable[str] = ()) -> None:
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter(
+        "%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    handler.addFilter(RedactSecrets([*secrets, *secrets_from_env()]))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(logging.WARNING)
+    logging.getLogger("deskbridge").setLevel(level.upper())
+    logging.getLogger("aiogram").setLevel(logging.INFO if level.upper() == "DEBUG"
+                                          else logging.WARNING)

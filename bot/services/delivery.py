@@ -1,0 +1,742 @@
+"""Outbox delivery: every side effect toward Telegram or the provider.
+
+The dispatcher takes the head row of each lane that is due, delivers it
+(pacing Telegram sends), and records the outcome together with the links it
+produced in one transaction. A failure is retried with exponential backoff;
+a 429 waits `retry_after`; what keeps failing becomes a dead letter
+(`deskbridge outbox list|replay`).
+
+Database work is kept out of the HTTP calls: rows and tickets are read in a
+short session, the call is made with no transaction open (SQLite's `BEGIN
+IMMEDIATE` would otherwise hold the write lock across the network), and the
+result is written in another short transaction.
+
+Exactly-once toward Telegram holds except in one window: if the process dies
+after Telegram accepted a message and before the outcome commits, the row is
+sent again on restart (Telegram has no idempotency key). Provider calls carry
+the row's idempotency key, which providers that support it honour.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+
+from aiogram import Bot
+from aiogram.exceptions import (
+    TelegramBadRequest,
+    TelegramForbiddenError,
+    TelegramRetryAfter,
+)
+from aiogram.types import (
+    BufferedInputFile,
+    InlineKeyboardMarkup,
+    ReplyParameters,
+)
+from aiogram.types import Message as TgMessage
+from sqlalchemy import func, select, update
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.orm import aliased
+
+from bot import keyboards
+from bot.db.models import (
+    Agent,
+    Attachment,
+    Customer,
+    Message,
+    OutboxItem,
+    TgLink,
+    Ticket,
+    utcnow,
+)
+from bot.i18n import gettext
+from bot.services import render
+from bot.services.outbox import Kind, OutboxSignal, agent_lane, enqueue
+from bot.services.pacing import TelegramPacer
+from bridges import base
+from bridges.errors import BridgeError, Invalid, NotFound, RateLimited
+
+log = logging.getLogger("deskbridge.delivery")
+
+MAX_BACKOFF_SECONDS = 300.0
+HEADS_PER_PASS = 100
+# A send that must wait longer than this is put back instead of blocking its lane.
+INLINE_WAIT_SECONDS = 1.5
+
+
+class Deferred(Exception):
+    """Not now: try again after `delay` seconds, without counting an attempt."""
+
+    def __init__(self, delay: float) -> None:
+        super().__init__(delay)
+        self.delay = delay
+
+
+class NotReady(Deferred):
+    """Waiting for an earlier step (e.g. the ticket must exist at the provider)."""
+
+    def __init__(self) -> None:
+        super().__init__(1.0)
+
+
+class Dead(Exception):
+    """Retrying cannot help: the row becomes a dead letter now."""
+
+
+@dataclass(slots=True)
+class Outcome:
+    """What a delivered row leaves behind, written with its `done` status."""
+
+    links: list[tuple[int, int, int | None, int | None]] = field(default_factory=list)
+    apply: list[Callable[[AsyncSession], Any]] = field(default_factory=list)
+    also_done: list[int] = field(default_factory=list)  # merged rows
+
+    def link(self, sent: TgMessage | Sequence[TgMessage], ticket_id: int | None,
+             message_id: int | None) -> None:
+        for item in sent if isinstance(sent, Sequence) else [sent]:
+            self.links.append((item.chat.id, item.message_id, ticket_id, message_id))
+
+
+@dataclass(frozen=True, slots=True)
+class AgentChat:
+    chat_id: int
+    forum: bool
+    language: str
+
+
+class OutboxDispatcher:
+    def __init__(
+        self,
+        sessionmaker: async_sessionmaker[AsyncSession],
+        bot: Bot,
+        bridge: base.HelpdeskBridge,
+        signal: OutboxSignal,
+        pacer: TelegramPacer,
+        agent_chat: AgentChat,
+        *,
+        max_attempts: int = 10,
+        concurrency: int = 16,
+        file_fetcher: Callable[[str], Any] | None = None,
+    ) -> None:
+        self._sm = sessionmaker
+        self._bot = bot
+        self._bridge = bridge
+        self._signal = signal
+        self._pacer = pacer
+        self.agent_chat = agent_chat
+        self._max_attempts = max_attempts
+        self._limit = asyncio.Semaphore(concurrency)
+        self._fetch_url = file_fetcher
+        self._busy_lanes: set[str] = set()
+        self.delivered = 0
+        self.failed = 0
+
+    # ------------------------------------------------------------------ loop
+
+    async def run(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            try:
+                started = await self.deliver_due()
+            except Exception:
+                log.exception("outbox pass failed")
+                started = 0
+            if not started:
+                await self._signal.wait(await self._seconds_to_next_due())
+
+    async def deliver_due(self) -> int:
+        """One pass: deliver the due head of every idle lane. Returns how many
+        rows were attempted."""
+        heads = await self._due_heads()
+        tasks = [asyncio.create_task(self._deliver(row)) for row in heads
+                 if row.lane not in self._busy_lanes]
+        for row in heads:
+            self._busy_lanes.add(row.lane)
+        if tasks:
+            await asyncio.gather(*tasks)
+        return len(tasks)
+
+    async def drain(self, timeout: float = 30.0) -> None:
+        """Deliver until nothing is due (tests and `outbox replay`)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while loop.time() < deadline:
+            if not await self.deliver_due():
+                wait = await self._seconds_to_next_due()
+                if wait >= 5.0:
+                    return
+                await asyncio.sleep(min(wait, 0.2))
+
+    async def _due_heads(self) -> list[OutboxItem]:
+        earlier = aliased(OutboxItem)
+        blocked = (
+            select(earlier.id)
+            .where(earlier.lane == OutboxItem.lane, earlier.status == "pending",
+                   earlier.id < OutboxItem.id)
+            .exists()
+        )
+        async with self._sm() as session:
+            rows = await session.scalars(
+                select(OutboxItem)
+                .where(OutboxItem.status == "pending", OutboxItem.next_attempt_at <= utcnow(),
+                       ~blocked)
+                .order_by(OutboxItem.id)
+                .limit(HEADS_PER_PASS)
+            )
+            return list(rows)
+
+    async def _seconds_to_next_due(self) -> float:
+        async with self._sm() as session:
+            next_at = await session.scalar(
+                select(func.min(OutboxItem.next_attempt_at)).where(
+                    OutboxItem.status == "pending")
+            )
+        if next_at is None:
+            return 5.0
+        return min(5.0, max(0.05, (next_at - utcnow()).total_seconds()))
+
+    # --------------------------------------------------------------- one row
+
+    async def _deliver(self, row: OutboxItem) -> None:
+        async with self._limit:
+            try:
+                outcome = await self._handle(row)
+            except Deferred as wait:
+                await self._reschedule(row, wait.delay, count=False)
+            except TelegramRetryAfter as exc:
+                self._pacer.pause(self._chat_of_retry(row), exc.retry_after)
+                await self._reschedule(row, exc.retry_after, count=False,
+                                       error=f"429 retry after {exc.retry_after}")
+            except RateLimited as exc:
+                await self._reschedule(row, exc.retry_after or 60.0, count=False,
+                                       error=f"provider rate limited: {exc}")
+            except (Dead, NotFound, Invalid) as exc:
+                await self._bury(row, f"{type(exc).__name__}: {exc}")
+            except (BridgeError, TelegramBadRequest) as exc:
+                await self._retry_or_bury(row, f"{type(exc).__name__}: {exc}")
+            except Exception as exc:
+                log.exception("delivering outbox row %s (%s) failed", row.id, row.kind)
+                await self._retry_or_bury(row, f"{type(exc).__name__}: {exc}")
+            else:
+                await self._complete(row, outcome)
+            finally:
+                self._busy_lanes.discard(row.lane)
+        self._signal.notify()
+
+    def _chat_of_retry(self, row: OutboxItem) -> int | None:
+        return self.agent_chat.chat_id if row.lane.startswith("a:") else None
+
+    async def _complete(self, row: OutboxItem, outcome: Outcome) -> None:
+        async with self._sm.begin() as session:
+            for apply in outcome.apply:
+                result = apply(session)
+                if asyncio.iscoroutine(result):
+                    await result
+            for chat_id, message_id, ticket_id, message_ref in outcome.links:
+                exists = await session.scalar(select(TgLink.id).where(
+                    TgLink.tg_chat_id == chat_id, TgLink.tg_message_id == message_id))
+                if exists is None:
+                    session.add(TgLink(tg_chat_id=chat_id, tg_message_id=message_id,
+                                       ticket_id=ticket_id, message_id=message_ref,
+                                       direction="out"))
+            await session.execute(
+                update(OutboxItem)
+                .where(OutboxItem.id.in_([row.id, *outcome.also_done]))
+                .values(status="done", delivered_at=utcnow(), last_error=None)
+            )
+        self.delivered += 1 + len(outcome.also_done)
+
+    async def _reschedule(self, row: OutboxItem, delay: float, *, count: bool,
+                          error: str | None = None) -> None:
+        async with self._sm.begin() as session:
+            values: dict[str, Any] = {"next_attempt_at": utcnow() + timedelta(seconds=delay)}
+            if count:
+                values["attempts"] = OutboxItem.attempts + 1
+            if error:
+                values["last_error"] = error[:2000]
+            await session.execute(update(OutboxItem).where(OutboxItem.id == row.id)
+                                  .values(**values))
+
+    async def _retry_or_bury(self, row: OutboxItem, error: str) -> None:
+        if row.attempts + 1 >= self._max_attempts:
+            await self._bury(row, error)
+            return
+        backoff = min(MAX_BACKOFF_SECONDS, 2.0 ** row.attempts) * random.uniform(0.8, 1.2)
+        log.warning("outbox row %s (%s) failed, retry in %.1fs: %s", row.id, row.kind,
+                    backoff, error)
+        await self._reschedule(row, backoff, count=True, error=error)
+
+    async def _bury(self, row: OutboxItem, error: str) -> None:
+        log.error("outbox row %s (%s) is a dead letter: %s", row.id, row.kind, error)
+        self.failed += 1
+        async with self._sm.begin() as session:
+            await session.execute(
+                update(OutboxItem).where(OutboxItem.id == row.id)
+                .values(status="dead", attempts=OutboxItem.attempts + 1,
+                        last_error=error[:2000])
+            )
+            ticket_id = row.payload.get("ticket_id") or await self._ticket_of_row(session, row)
+            # Tell the agents, unless the failure is itself in the agent chat.
+            if ticket_id and not row.lane.startswith("a:"):
+                enqueue(session, Kind.AGENT_NOTICE, agent_lane(ticket_id),
+                        {"ticket_id": ticket_id, "key": "agent.delivery_failed",
+                         "params": {"what": row.kind, "error": error[:300]}})
+
+    async def _ticket_of_row(self, session: AsyncSession, row: OutboxItem) -> int | None:
+        message_id = row.payload.get("message_id")
+        if message_id is None:
+            return None
+        return await session.scalar(select(Message.ticket_id).where(Message.id == message_id))
+
+    async def _handle(self, row: OutboxItem) -> Outcome:
+        handler = {
+            Kind.CREATE_TICKET: self._create_ticket,
+            Kind.POST_MESSAGE: self._post_message,
+            Kind.UPDATE_TICKET: self._update_ticket,
+            Kind.MIRROR: self._mirror,
+            Kind.CARD: self._card,
+            Kind.AGENT_NOTICE: self._agent_notice,
+            Kind.CUSTOMER_MESSAGE: self._customer_message,
+            Kind.CUSTOMER_NOTICE: self._customer_notice,
+        }.get(Kind(row.kind))
+        if handler is None:
+            raise Dead(f"unknown outbox kind {row.kind}")
+        return await handler(row)
+
+    # ------------------------------------------------------------- loading
+
+    async def _load(self, ticket_id: int) -> tuple[Ticket, Customer]:
+        async with self._sm() as session:
+            ticket = await session.get(Ticket, ticket_id)
+            if ticket is None:
+                raise Dead(f"ticket {ticket_id} is gone")
+            customer = await session.get(Customer, ticket.customer_id)
+            assert customer is not None
+            return ticket, customer
+
+    async def _message(self, message_id: int) -> tuple[Message, list[Attachment]]:
+        async with self._sm() as session:
+            message = await session.get(Message, message_id)
+            if message is None:
+                raise Dead(f"message {message_id} is gone")
+            files = list(await session.scalars(
+                select(Attachment).where(Attachment.message_id == message_id)
+                .order_by(Attachment.id)))
+            return message, files
+
+    # ------------------------------------------------------------ provider
+
+    async def _create_ticket(self, row: OutboxItem) -> Outcome:
+        ticket, customer = await self._load(row.payload["ticket_id"])
+        if ticket.remote_ticket_id is not None:
+            return Outcome()
+        message, files = await self._message(row.payload["message_id"])
+        remote = await self._bridge.create_ticket(base.NewTicket(
+            customer=_customer_identity(customer),
+            subject=ticket.subject,
+            text=message.text,
+            attachments=await self._provider_files(files),
+            priority=base.Priority(ticket.priority),
+            department_id=ticket.department_id,
+            idempotency_key=row.idempotency_key,
+        ))
+
+        def apply(session: AsyncSession) -> Any:
+            return session.execute(
+                update(Ticket).where(Ticket.id == ticket.id).values(
+                    remote_ticket_id=remote.remote_ticket_id, number=remote.number,
+                    remote_url=remote.url)
+            )
+
+        outcome = Outcome(apply=[apply])
+        if remote.remote_customer_id and remote.remote_customer_id != customer.remote_customer_id:
+            outcome.apply.append(lambda session: session.execute(
+                update(Customer).where(Customer.id == customer.id)
+                .values(remote_customer_id=remote.remote_customer_id)))
+        return outcome
+
+    async def _remote_ticket_id(self, ticket_id: int) -> str:
+        ticket, _ = await self._load(ticket_id)
+        if ticket.remote_ticket_id is None:
+            raise NotReady()
+        return ticket.remote_ticket_id
+
+    async def _post_message(self, row: OutboxItem) -> Outcome:
+        message, files = await self._message(row.payload["message_id"])
+        if message.remote_message_id is not None or message.ticket_id is None:
+            return Outcome()
+        ticket, customer = await self._load(message.ticket_id)
+        if ticket.remote_ticket_id is None:
+            raise NotReady()
+        key = row.idempotency_key
+        if message.author_kind == "customer":
+            remote = await self._bridge.post_customer_message(
+                ticket.remote_ticket_id, _customer_identity(customer), message.text,
+                await self._provider_files(files), idempotency_key=key)
+        elif message.author_kind == "note":
+            remote = await self._bridge.post_note(
+                ticket.remote_ticket_id, await self._agent_identity(message.agent_id,
+                                                                    message.author_name),
+                message.text, idempotency_key=key)
+        else:
+            remote = await self._bridge.post_agent_reply(
+                ticket.remote_ticket_id, await self._agent_identity(message.agent_id,
+                                                                    message.author_name),
+                message.text, await self._provider_files(files), idempotency_key=key)
+
+        async def apply(session: AsyncSession) -> None:
+            taken = await session.scalar(select(Message.id).where(
+                Message.ticket_id == message.ticket_id,
+                Message.remote_message_id == remote.remote_message_id))
+            if taken is None:  # the poller may have adopted it already
+                await session.execute(update(Message).where(Message.id == message.id)
+                                      .values(remote_message_id=remote.remote_message_id))
+
+        return Outcome(apply=[apply])
+
+    async def _update_ticket(self, row: OutboxItem) -> Outcome:
+        payload = row.payload
+        remote_id = await self._remote_ticket_id(payload["ticket_id"])
+        assignee = None
+        if payload.get("assignee_agent_id"):
+            assignee = await self._agent_identity(payload["assignee_agent_id"], None)
+        actor = (await self._agent_identity(payload["actor_agent_id"], None)
+                 if payload.get("actor_agent_id") else None)
+        await self._bridge.update_ticket(
+            remote_id,
+            base.TicketUpdate(
+                status=base.TicketStatus(payload["status"]) if payload.get("status") else None,
+                priority=base.Priority(payload["priority"]) if payload.get("priority") else None,
+                assignee=assignee,
+                unassign=bool(payload.get("unassign")),
+            ),
+            actor=actor,
+            idempotency_key=row.idempotency_key,
+        )
+        return Outcome()
+
+    async def _agent_identity(self, agent_id: int | None, fallback_name: str | None
+                              ) -> base.AgentIdentity:
+        async with self._sm() as session:
+            agent = await session.get(Agent, agent_id) if agent_id else None
+        if agent is None:
+            return base.AgentIdentity(agent_ref="bot", full_name=fallback_name or "Support")
+        return base.AgentIdentity(agent_ref=str(agent.tg_user_id), full_name=agent.full_name,
+                                  remote_agent_id=agent.remote_agent_id)
+
+    async def _provider_files(self, files: Sequence[Attachment]) -> list[base.Attachment]:
+        uploads = self._bridge.uploads_files
+        result = []
+        for file in files:
+            data = None
+            if uploads and file.tg_file_id:
+                data = await self._download_from_telegram(file)
+            result.append(base.Attachment(
+                file_name=file.file_name, mime_type=file.mime_type, size=file.size,
+                kind=file.kind, ref=file.tg_file_id, url=file.remote_url, data=data))
+        return result
+
+    async def _download_from_telegram(self, file: Attachment) -> bytes:
+        assert file.tg_file_id is not None
+        try:
+            buffer = await self._bot.download(file.tg_file_id)
+        except TelegramBadRequest as exc:
+            if "too big" in str(exc):
+                raise Dead(f"{file.file_name}: over the Bot API's 20 MB download limit") from exc
+            raise
+        assert buffer is not None
+        return buffer.read()
+
+    # ------------------------------------------------------------ telegram
+
+    async def _slot(self, chat_id: int) -> None:
+        """Wait for a pacing slot, or give the row back if the wait is long."""
+        delay = self._pacer.delay_for(chat_id)
+        if delay > INLINE_WAIT_SECONDS:
+            raise Deferred(delay)
+        if delay > 0:
+            await asyncio.sleep(delay)
+            delay = self._pacer.delay_for(chat_id)
+            if delay > 0:
+                raise Deferred(delay)
+        self._pacer.record(chat_id)
+
+    async def _ensure_thread(self, ticket: Ticket, customer: Customer) -> Ticket:
+        """The ticket's place in the agent chat: its forum topic, or (without
+        topics) its card, which later messages reply to."""
+        if ticket.remote_ticket_id is None and ticket.number is None:
+            raise NotReady()  # the topic is named with the provider's number
+        chat = self.agent_chat
+        if chat.forum and ticket.tg_topic_id is None:
+            await self._slot(chat.chat_id)
+            topic = await self._bot.create_forum_topic(
+                chat.chat_id, render.topic_name(ticket, customer))
+            ticket.tg_topic_id = topic.message_thread_id
+            ticket.tg_card_message_id = None
+            await self._save_ticket_thread(ticket)
+        if ticket.tg_card_message_id is None:
+            opening = await self._opening_message(ticket.id)
+            await self._slot(chat.chat_id)
+            sent = await self._send_agent(ticket, render.card(ticket, customer, opening,
+                                                              chat.language),
+                                          markup=self._card_markup(ticket), thread_only=True)
+            ticket.tg_card_message_id = sent.message_id
+            await self._save_ticket_thread(ticket, link=sent)
+        return ticket
+
+    async def _save_ticket_thread(self, ticket: Ticket, link: TgMessage | None = None) -> None:
+        async with self._sm.begin() as session:
+            await session.execute(update(Ticket).where(Ticket.id == ticket.id).values(
+                tg_topic_id=ticket.tg_topic_id, tg_card_message_id=ticket.tg_card_message_id))
+            if link is not None:
+                session.add(TgLink(tg_chat_id=link.chat.id, tg_message_id=link.message_id,
+                                   ticket_id=ticket.id, direction="out"))
+
+    async def _opening_message(self, ticket_id: int) -> Message | None:
+        async with self._sm() as session:
+            return await session.scalar(select(Message).where(Message.ticket_id == ticket_id)
+                                        .order_by(Message.id).limit(1))
+
+    def _card_markup(self, ticket: Ticket) -> InlineKeyboardMarkup | None:
+        return keyboards.agent_card(self.agent_chat.language, ticket.id, ticket.status,
+                                    self._bridge.capabilities)
+
+    async def _send_agent(self, ticket: Ticket, text: str, *,
+                          markup: InlineKeyboardMarkup | None = None,
+                          thread_only: bool = False) -> TgMessage:
+        """Send into the ticket's topic, or as a reply to its card; a deleted
+        topic is recreated and a closed one reopened."""
+        chat = self.agent_chat
+        kwargs = {} if thread_only and not chat.forum else self._thread_kwargs(ticket)
+        try:
+            return await self._send_html(chat.chat_id, text, markup=markup, **kwargs)
+        except TelegramBadRequest as exc:
+            await self._repair_topic(ticket, exc)
+            raise
+
+    async def _repair_topic(self, ticket: Ticket, exc: TelegramBadRequest) -> None:
+        description = str(exc).lower()
+        if "thread not found" in description or "topic_deleted" in description:
+            log.warning("topic of ticket %s is gone; it will be recreated", ticket.id)
+            ticket.tg_topic_id = None
+            ticket.tg_card_message_id = None
+            await self._save_ticket_thread(ticket)
+            raise Deferred(0.1) from exc
+        if "topic_closed" in description and ticket.tg_topic_id is not None:
+            await self._bot.reopen_forum_topic(self.agent_chat.chat_id, ticket.tg_topic_id)
+            raise Deferred(0.1) from exc
+
+    async def _send_html(self, chat_id: int, text: str, *,
+                         markup: InlineKeyboardMarkup | None = None, **kwargs: Any
+                         ) -> TgMessage:
+        try:
+            return await self._bot.send_message(chat_id, text, parse_mode="HTML",
+                                                reply_markup=markup, **kwargs)
+        except TelegramBadRequest as exc:
+            if "can't parse entities" not in str(exc):
+                raise
+            # Never lose a message over markup: send it as plain text.
+            log.warning("HTML rejected by Telegram, sending as plain text: %s", exc)
+            return await self._bot.send_message(chat_id, render._strip_tags(text),
+                                                parse_mode=None, reply_markup=markup, **kwargs)
+
+    async def _send_files(self, chat_id: int, files: Sequence[Attachment],
+                          caption: str | None = None, **kwargs: Any) -> list[TgMessage]:
+        sent = []
+        for index, file in enumerate(files):
+            await self._slot(chat_id)
+            media: Any = file.tg_file_id
+            if media is None and file.remote_url and self._fetch_url is not None:
+                media = BufferedInputFile(await self._fetch_url(file.remote_url),
+                                          filename=file.file_name)
+            if media is None:
+                continue
+            this_caption = caption if index == 0 else None
+            method = {
+                "photo": self._bot.send_photo, "voice": self._bot.send_voice,
+                "video": self._bot.send_video, "audio": self._bot.send_audio,
+                "animation": self._bot.send_animation,
+            }.get(file.kind, self._bot.send_document)
+            sent.append(await method(chat_id, media, caption=this_caption,
+                                     parse_mode="HTML" if this_caption else None, **kwargs))
+        return sent
+
+    async def _mirror(self, row: OutboxItem) -> Outcome:
+        message, files = await self._message(row.payload["message_id"])
+        if message.ticket_id is None:
+            raise NotReady()
+        ticket, customer = await self._load(message.ticket_id)
+        ticket = await self._ensure_thread(ticket, customer)
+        outcome = Outcome()
+        lang = self.agent_chat.language
+        tag = None if self.agent_chat.forum else f"#{render.number(ticket)}"
+        files_only = bool(row.payload.get("files_only"))
+        if not files_only and (message.text or message.html or not files):
+            texts = [render.mirror(message, lang, ticket_tag=tag)]
+            if not files:
+                for other_row, other in await self._mergeable_followers(row):
+                    candidate = render.mirror(other, lang)
+                    if len("\n\n".join([*texts, candidate])) > render.TELEGRAM_TEXT_LIMIT:
+                        break
+                    texts.append(candidate)
+                    outcome.also_done.append(other_row.id)
+            for chunk in render.split_text("\n\n".join(texts)):
+                await self._slot(self.agent_chat.chat_id)
+                outcome.link(await self._send_agent(ticket, chunk), ticket.id, message.id)
+        if files:
+            caption = None
+            if not files_only and not (message.text or message.html):
+                caption = render.mirror(message, lang, ticket_tag=tag)
+            sent = await self._send_files(self.agent_chat.chat_id, files, caption,
+                                          **self._thread_kwargs(ticket))
+            outcome.link(sent, ticket.id, message.id)
+        return outcome
+
+    def _thread_kwargs(self, ticket: Ticket) -> dict[str, Any]:
+        if self.agent_chat.forum:
+            return {"message_thread_id": ticket.tg_topic_id}
+        if ticket.tg_card_message_id:
+            return {"reply_parameters": ReplyParameters(
+                message_id=ticket.tg_card_message_id, allow_sending_without_reply=True)}
+        return {}
+
+    async def _mergeable_followers(self, head: OutboxItem) -> list[tuple[OutboxItem, Message]]:
+        """Consecutive pending text-only mirrors behind `head` in its lane,
+        when more are pending than the group's budget allows: merging them
+        keeps a busy agent group seconds behind, not minutes."""
+        async with self._sm() as session:
+            rows = list(await session.scalars(
+                select(OutboxItem).where(OutboxItem.lane == head.lane,
+                                         OutboxItem.status == "pending",
+                                         OutboxItem.id > head.id,
+                                         OutboxItem.next_attempt_at <= utcnow())
+                .order_by(OutboxItem.id).limit(50)))
+            followers: list[tuple[OutboxItem, Message]] = []
+            for row in rows:
+                if row.kind != Kind.MIRROR or row.payload.get("files_only"):
+                    break
+                message = await session.get(Message, row.payload["message_id"])
+                has_files = await session.scalar(select(Attachment.id).where(
+                    Attachment.message_id == row.payload["message_id"]).limit(1))
+                if message is None or has_files is not None:
+                    break
+                followers.append((row, message))
+        if len(followers) + 1 <= self._pacer.group_budget(self.agent_chat.chat_id):
+            return []
+        return followers
+
+    async def _card(self, row: OutboxItem) -> Outcome:
+        ticket, customer = await self._load(row.payload["ticket_id"])
+        had_card = ticket.tg_card_message_id is not None
+        ticket = await self._ensure_thread(ticket, customer)
+        outcome = Outcome(also_done=await self._collapsible_cards(row))
+        if not had_card:
+            return outcome  # just created, with the current state
+        opening = await self._opening_message(ticket.id)
+        await self._slot(self.agent_chat.chat_id)
+        try:
+            await self._bot.edit_message_text(
+                text=render.card(ticket, customer, opening, self.agent_chat.language),
+                chat_id=self.agent_chat.chat_id, message_id=ticket.tg_card_message_id,
+                parse_mode="HTML", reply_markup=self._card_markup(ticket))
+        except TelegramBadRequest as exc:
+            text = str(exc)
+            if "message is not modified" in text:
+                return outcome
+            if "message to edit not found" in text:
+                ticket.tg_card_message_id = None  # deleted by someone: send a new one
+                await self._save_ticket_thread(ticket)
+                raise Deferred(0.1) from exc
+            raise
+        return outcome
+
+    async def _collapsible_cards(self, head: OutboxItem) -> list[int]:
+        """Card refreshes queued right behind this one: the card shows the
+        current state, so one edit serves them all."""
+        async with self._sm() as session:
+            rows = await session.scalars(
+                select(OutboxItem).where(OutboxItem.lane == head.lane,
+                                         OutboxItem.status == "pending",
+                                         OutboxItem.id > head.id)
+                .order_by(OutboxItem.id).limit(20))
+            collapsed = []
+            for row in rows:
+                if row.kind != Kind.CARD:
+                    break
+                collapsed.append(row.id)
+            return collapsed
+
+    async def _agent_notice(self, row: OutboxItem) -> Outcome:
+        ticket, customer = await self._load(row.payload["ticket_id"])
+        ticket = await self._ensure_thread(ticket, customer)
+        lang = self.agent_chat.language
+        params = {k: render.escape(str(v)) for k, v in row.payload.get("params", {}).items()}
+        text = "ℹ️ " + gettext(lang, row.payload["key"], number=render.number(ticket), **params)
+        if not self.agent_chat.forum:
+            text = f"#{render.escape(render.number(ticket))} · {text}"
+        await self._slot(self.agent_chat.chat_id)
+        sent = await self._send_agent(ticket, text)
+        outcome = Outcome()
+        outcome.link(sent, ticket.id, None)
+        return outcome
+
+    async def _customer_message(self, row: OutboxItem) -> Outcome:
+        message, files = await self._message(row.payload["message_id"])
+        assert message.ticket_id is not None
+        ticket, customer = await self._load(message.ticket_id)
+        outcome = Outcome()
+        text = render.to_customer(message, ticket, customer.language)
+        try:
+            for chunk in render.split_text(text):
+                await self._slot(customer.tg_user_id)
+                outcome.link(await self._send_html(customer.tg_user_id, chunk),
+                             ticket.id, message.id)
+            outcome.link(await self._send_files(customer.tg_user_id, files), ticket.id,
+                         message.id)
+        except TelegramForbiddenError as exc:
+            await self._customer_blocked(customer, ticket)
+            raise Dead(f"customer blocked the bot: {exc}") from exc
+        return outcome
+
+    async def _customer_notice(self, row: OutboxItem) -> Outcome:
+        ticket, customer = await self._load(row.payload["ticket_id"])
+        key = row.payload["key"]
+        if key == "customer.ticket_created" and ticket.number is None:
+            raise NotReady()  # tell the customer the helpdesk's number
+        lang = customer.language
+        text = gettext(lang, key, number=render.escape(render.number(ticket)),
+                       subject=render.escape(ticket.subject))
+        markup = None
+        if key == "customer.status_closed" and ticket.rating is None:
+            markup = keyboards.rating(ticket.id, lang, self._bridge.capabilities)
+        await self._slot(customer.tg_user_id)
+        try:
+            sent = await self._send_html(customer.tg_user_id, text, markup=markup)
+        except TelegramForbiddenError as exc:
+            await self._customer_blocked(customer, ticket)
+            raise Dead(f"customer blocked the bot: {exc}") from exc
+        outcome = Outcome()
+        outcome.link(sent, ticket.id, None)
+        return outcome
+
+    async def _customer_blocked(self, customer: Customer, ticket: Ticket) -> None:
+        """403 from the customer's chat: mark them and tell the agents."""
+        async with self._sm.begin() as session:
+            fresh = await session.get(Customer, customer.id)
+            if fresh is None or fresh.blocked_at is not None:
+                return
+            fresh.blocked_at = utcnow()
+            enqueue(session, Kind.AGENT_NOTICE, agent_lane(ticket.id),
+                    {"ticket_id": ticket.id, "key": "agent.customer_blocked"})
+            enqueue(session, Kind.CARD, agent_lane(ticket.id), {"ticket_id": ticket.id})
+
+
+def _customer_identity(customer: Customer) -> base.CustomerIdentity:
+    return base.CustomerIdentity(
+        customer_ref=str(customer.tg_user_id), full_name=customer.full_name,
+        username=customer.username, phone=customer.phone, email=customer.email,
+        language=customer.language, remote_customer_id=customer.remote_customer_id)

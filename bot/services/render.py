@@ -1,0 +1,151 @@
+"""Telegram HTML for tickets: cards, topic names, mirrored messages.
+
+Everything from people or helpdesks is escaped here or was sanitised on the
+way in; these functions only add the bot's own markup.
+"""
+
+from __future__ import annotations
+
+import html
+from datetime import datetime
+
+from bot.db.models import Customer, Message, Ticket
+from bot.i18n import gettext
+
+TELEGRAM_TEXT_LIMIT = 4096
+TELEGRAM_CAPTION_LIMIT = 1024
+TOPIC_NAME_LIMIT = 128
+CARD_EXCERPT_LIMIT = 2500
+
+AUTHOR_ICON = {"customer": "👤", "agent": "🎧", "note": "📝", "system": "ℹ️"}
+
+
+def escape(text: str | None) -> str:
+    return html.escape(text or "", quote=False)
+
+
+def number(ticket: Ticket) -> str:
+    return ticket.number or str(ticket.id)
+
+
+def topic_name(ticket: Ticket, customer: Customer) -> str:
+    name = f"#{number(ticket)} {ticket.subject} — {customer.full_name}"
+    return name if len(name) <= TOPIC_NAME_LIMIT else name[: TOPIC_NAME_LIMIT - 1] + "…"
+
+
+def body_html(message: Message) -> str:
+    return message.html if message.html else escape(message.text)
+
+
+def when(moment: datetime | None) -> str:
+    return moment.strftime("%Y-%m-%d %H:%M UTC") if moment else "—"
+
+
+def card(ticket: Ticket, customer: Customer, opening: Message | None, lang: str) -> str:
+    who = escape(customer.full_name)
+    if customer.username:
+        who += f" (@{escape(customer.username)})"
+    lines = [
+        f"🎫 <b>#{escape(number(ticket))} {escape(ticket.subject)}</b>",
+        gettext(lang, "card.status", status=gettext(lang, f"status.{ticket.status}"),
+                priority=gettext(lang, f"priority.{ticket.priority}")),
+        gettext(lang, "card.customer", customer=who, tg_id=customer.tg_user_id),
+        gettext(lang, "card.assignee",
+                assignee=escape(ticket.assignee_name) or gettext(lang, "card.nobody")),
+        gettext(lang, "card.created", created=when(ticket.created_at)),
+    ]
+    if customer.blocked_at is not None:
+        lines.append(gettext(lang, "card.blocked"))
+    if ticket.rating is not None:
+        lines.append(gettext(lang, "card.rating", stars="⭐" * ticket.rating))
+    if ticket.remote_url:
+        lines.append(f'<a href="{html.escape(ticket.remote_url)}">'
+                     f'{gettext(lang, "card.open_in_helpdesk")}</a>')
+    if opening is not None and (opening.text or opening.html):
+        excerpt = opening.text
+        if len(excerpt) > CARD_EXCERPT_LIMIT:
+            excerpt = excerpt[:CARD_EXCERPT_LIMIT] + "…"
+        lines += ["", f"<blockquote>{escape(excerpt)}</blockquote>"]
+    return "\n".join(lines)
+
+
+def mirror(message: Message, lang: str, *, ticket_tag: str | None = None) -> str:
+    """A ticket message as shown in the agent chat."""
+    icon = AUTHOR_ICON.get(message.author_kind, "")
+    head = f"{icon} <b>{escape(message.author_name or '')}</b>"
+    if message.author_kind == "note":
+        head += f" · <i>{gettext(lang, 'agent.note_label')}</i>"
+    if ticket_tag:
+        head = f"{escape(ticket_tag)} · {head}"
+    body = body_html(message)
+    return f"{head}\n{body}" if body else head
+
+
+def to_customer(message: Message, ticket: Ticket, lang: str) -> str:
+    head = gettext(lang, "customer.reply_header", name=escape(message.author_name or ""),
+                   number=escape(number(ticket)))
+    body = body_html(message)
+    return f"{head}\n{body}" if body else head
+
+
+def split_text(text_html: str, limit: int = TELEGRAM_TEXT_LIMIT) -> list[str]:
+    """Split a long HTML text into messages Telegram accepts.
+
+    Splits at line breaks between tags where it can; a chunk that would cut
+    through markup falls back to its plain text, escaped, so that nothing
+    sent is ever unbalanced HTML.
+    """
+    if len(text_html) <= limit:
+        return [text_html]
+    chunks: list[str] = []
+    current = ""
+    for line in text_html.split("\n"):
+        candidate = f"{current}\n{line}" if current else line
+        if len(candidate) <= limit:
+            current = candidate
+            continue
+        if current:
+            chunks.append(current)
+        while len(line) > limit:
+            chunks.append(line[:limit])
+            line = line[limit:]
+        current = line
+    if current:
+        chunks.append(current)
+    return [chunk if _balanced(chunk) else escape(_strip_tags(chunk))[:limit] for chunk in chunks]
+
+
+def _strip_tags(text_html: str) -> str:
+    from html.parser import HTMLParser
+
+    parts: list[str] = []
+
+    class _Text(HTMLParser):
+        def handle_data(self, data: str) -> None:
+            parts.append(data)
+
+    parser = _Text(convert_charrefs=True)
+    parser.feed(text_html)
+    parser.close()
+    return "".join(parts)
+
+
+def _balanced(text_html: str) -> bool:
+    from html.parser import HTMLParser
+
+    stack: list[str] = []
+    ok = True
+
+    class _Check(HTMLParser):
+        def handle_starttag(self, tag: str, attrs: object) -> None:
+            stack.append(tag)
+
+        def handle_endtag(self, tag: str) -> None:
+            nonlocal ok
+            if not stack or stack.pop() != tag:
+                ok = False
+
+    checker = _Check(convert_charrefs=True)
+    checker.feed(text_html)
+    checker.close()
+    return ok and not stack and text_html.count("<") == text_html.count(">")

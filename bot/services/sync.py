@@ -1,0 +1,203 @@
+"""Polling the provider: changes since the cursor → deduplicated import →
+outbox rows → the new cursor, all in one transaction.
+
+Deduplication rests on the database: a message is known by
+(ticket, remote_message_id); one the bridge itself posted is recognised by the
+idempotency key the provider echoed (`origin_key`), or, for providers that
+echo nothing, adopted by its text from the bot's own not-yet-matched message.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from bot.db.models import Attachment, Message, PollCursor, Ticket, utcnow
+from bot.services.formatting import helpdesk_html_to_telegram
+from bot.services.outbox import (
+    Kind,
+    OutboxSignal,
+    agent_lane,
+    customer_lane,
+    enqueue,
+)
+from bot.services.tickets import notify_status
+from bridges import base
+
+log = logging.getLogger("deskbridge.sync")
+
+# Keys the bot gives provider calls (see bot.services.tickets and delivery).
+_OWN_KEY_PREFIXES = ("post:", "create:", "provider.update_ticket:")
+
+
+@dataclass(frozen=True, slots=True)
+class PollReport:
+    events: int
+    imported: int
+    more: bool
+
+
+class SyncService:
+    def __init__(
+        self,
+        sessionmaker: async_sessionmaker[AsyncSession],
+        bridge: base.HelpdeskBridge,
+        signal: OutboxSignal,
+        *,
+        provider: str,
+    ) -> None:
+        self._sm = sessionmaker
+        self._bridge = bridge
+        self._signal = signal
+        self.provider = provider
+        self.last_success_at = None
+
+    async def poll_once(self) -> PollReport:
+        async with self._sm() as session:
+            state = await session.get(PollCursor, self.provider)
+            cursor = state.cursor if state else None
+        try:
+            changes = await self._bridge.fetch_changes(cursor)
+        except Exception as exc:
+            await self._record_error(exc)
+            raise
+        imported = 0
+        async with self._sm.begin() as session:
+            for event in changes.events:
+                try:
+                    async with session.begin_nested():
+                        imported += await self._import(session, event)
+                except Exception:
+                    # A malformed event must not stop the poller: log it, skip it.
+                    log.exception("skipping an event the bot could not import: %r", event)
+            state = await session.get(PollCursor, self.provider)
+            if state is None:
+                state = PollCursor(provider=self.provider)
+                session.add(state)
+            state.cursor = changes.cursor
+            state.last_success_at = utcnow()
+            state.last_error = None
+            state.updated_at = utcnow()
+        self.last_success_at = utcnow()
+        if imported:
+            self._signal.notify()
+        return PollReport(events=len(changes.events), imported=imported, more=changes.more)
+
+    async def _record_error(self, exc: Exception) -> None:
+        async with self._sm.begin() as session:
+            state = await session.get(PollCursor, self.provider)
+            if state is None:
+                state = PollCursor(provider=self.provider)
+                session.add(state)
+            state.last_error = f"{type(exc).__name__}: {exc}"[:2000]
+            state.updated_at = utcnow()
+
+    async def _import(self, session: AsyncSession, event: base.ChangeEvent) -> int:
+        if isinstance(event, base.MessageAdded):
+            return await self._import_message(session, event.message)
+        return await self._import_ticket(session, event)
+
+    async def _ticket(self, session: AsyncSession, remote_ticket_id: str) -> Ticket | None:
+        return await session.scalar(select(Ticket).where(
+            Ticket.provider == self.provider, Ticket.remote_ticket_id == remote_ticket_id))
+
+    async def _import_message(self, session: AsyncSession, remote: base.RemoteMessage) -> int:
+        ticket = await self._ticket(session, remote.remote_ticket_id)
+        if ticket is None:
+            return 0  # not a conversation this bot bridges
+        known = await session.scalar(select(Message.id).where(
+            Message.ticket_id == ticket.id,
+            Message.remote_message_id == remote.remote_message_id))
+        if known is not None:
+            return 0
+        own = await self._own_message(session, ticket, remote)
+        if own is not None:
+            own.remote_message_id = remote.remote_message_id
+            return 0
+        if remote.origin_key and remote.origin_key.startswith(_OWN_KEY_PREFIXES):
+            return 0  # ours, e.g. the opening message of a ticket we created
+        html = helpdesk_html_to_telegram(remote.html) if remote.html else None
+        message = Message(
+            ticket_id=ticket.id, customer_id=ticket.customer_id,
+            author_kind=remote.author_kind.value, author_name=remote.author_name,
+            text=remote.text, html=html, remote_message_id=remote.remote_message_id,
+        )
+        session.add(message)
+        await session.flush()
+        for file in remote.attachments:
+            session.add(Attachment(
+                message_id=message.id, kind=file.kind, file_name=file.file_name,
+                mime_type=file.mime_type, size=file.size, remote_url=file.url,
+                remote_ref=file.ref,
+                # The local desk keeps the bot's own file handle: reuse it.
+                tg_file_id=file.ref if self.provider == "local" else None,
+            ))
+        ticket.updated_at = utcnow()
+        enqueue(session, Kind.MIRROR, agent_lane(ticket.id), {"message_id": message.id},
+                key=f"mirror:{message.id}")
+        if remote.author_kind in (base.AuthorKind.AGENT, base.AuthorKind.SYSTEM):
+            if ticket.first_reply_at is None and remote.author_kind == base.AuthorKind.AGENT:
+                ticket.first_reply_at = utcnow()
+            enqueue(session, Kind.CUSTOMER_MESSAGE, customer_lane(ticket.customer_id),
+                    {"message_id": message.id}, key=f"deliver:{message.id}")
+        return 1
+
+    async def _own_message(self, session: AsyncSession, ticket: Ticket,
+                           remote: base.RemoteMessage) -> Message | None:
+        if remote.origin_key and remote.origin_key.startswith("post:"):
+            message_id = int(remote.origin_key.removeprefix("post:"))
+            own = await session.get(Message, message_id)
+            return own if own is not None and own.remote_message_id is None else None
+        if remote.origin_key and remote.origin_key.startswith("create:"):
+            return await session.scalar(
+                select(Message).where(Message.ticket_id == ticket.id,
+                                      Message.remote_message_id.is_(None))
+                .order_by(Message.id).limit(1))
+        if remote.origin_key:
+            return None
+        # No echo: adopt the oldest unmatched message of ours with the same
+        # author kind and text (the provider keeps the text we sent).
+        candidates = await session.scalars(
+            select(Message).where(Message.ticket_id == ticket.id,
+                                  Message.remote_message_id.is_(None),
+                                  Message.author_kind == remote.author_kind.value)
+            .order_by(Message.id).limit(20))
+        wanted = _normalise(remote.text)
+        return next((m for m in candidates if _normalise(m.text) == wanted), None)
+
+    async def _import_ticket(self, session: AsyncSession, event: base.TicketChanged) -> int:
+        """Bring the ticket's fields in line with the helpdesk. A change the
+        bot itself caused is applied silently (both sides were told when it
+        was made); any other change is announced to the agents, and a status
+        change to the customer too."""
+        remote = event.ticket
+        ticket = await self._ticket(session, remote.remote_ticket_id)
+        if ticket is None:
+            return 0
+        own = bool(event.origin_key and event.origin_key.startswith(_OWN_KEY_PREFIXES))
+        changed = False
+        if remote.status.value != ticket.status:
+            ticket.status = remote.status.value
+            ticket.closed_at = utcnow() if remote.status == base.TicketStatus.CLOSED else None
+            if not own:
+                notify_status(session, ticket, remote.status, by=None)
+            changed = True
+        if remote.priority.value != ticket.priority:
+            ticket.priority = remote.priority.value
+            changed = True
+        if remote.assignee_name != ticket.assignee_name:
+            ticket.assignee_name = remote.assignee_name
+            if not own:  # someone else took it in the helpdesk
+                ticket.assignee_agent_id = None
+            changed = True
+        if changed:
+            ticket.updated_at = utcnow()
+            enqueue(session, Kind.CARD, agent_lane(ticket.id), {"ticket_id": ticket.id})
+        return int(changed and not own)
+
+
+def _normalise(text: str) -> str:
+    return " ".join(text.split())

@@ -1,0 +1,720 @@
+"""Ticket logic for both sides of the bridge.
+
+Each public method is one transaction: it changes the state and writes the
+outbox rows for every side effect that change causes (see
+`bot.services.outbox`). Nothing here talks to Telegram or the provider
+directly, except `link_agent`, which only reads the provider's accounts.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from bot.db.models import (
+    Agent,
+    Attachment,
+    Customer,
+    Message,
+    OutboxItem,
+    TgLink,
+    Ticket,
+    utcnow,
+)
+from bot.i18n import gettext, pick_language
+from bot.services.errors import NotSupported, TicketNotFound, UserFacingError
+from bot.services.outbox import (
+    Kind,
+    OutboxSignal,
+    agent_lane,
+    customer_lane,
+    enqueue,
+    provider_lane,
+)
+from bot.services.types import (
+    CustomerResult,
+    HistoryLine,
+    IncomingMessage,
+    Outcome,
+    Page,
+    Stats,
+    TgUser,
+    TicketSummary,
+)
+from bridges.base import Capabilities, Capability, HelpdeskBridge, Priority, TicketStatus
+
+# Album parts arrive as separate updates within a second or so; the rows of
+# an album's message wait this long so all files travel together.
+ALBUM_WAIT_SECONDS = 2.0
+PAGE_SIZE = 5
+SUBJECT_MAX = 120
+OPEN_STATUSES = (TicketStatus.OPEN.value, TicketStatus.WAITING.value)
+
+
+def subject_from_text(text: str, fallback: str) -> str:
+    first_line = next((line.strip() for line in text.splitlines() if line.strip()), "")
+    if not first_line:
+        return fallback
+    if len(first_line) > SUBJECT_MAX:
+        return first_line[: SUBJECT_MAX - 1].rstrip() + "…"
+    return first_line
+
+
+def summarize(ticket: Ticket, customer_name: str) -> TicketSummary:
+    return TicketSummary(
+        ticket_id=ticket.id,
+        number=ticket.number or str(ticket.id),
+        subject=ticket.subject,
+        status=ticket.status,
+        priority=ticket.priority,
+        customer_name=customer_name,
+        assignee_name=ticket.assignee_name,
+        created_at=ticket.created_at,
+        updated_at=ticket.updated_at,
+        rating=ticket.rating,
+        tg_topic_id=ticket.tg_topic_id,
+    )
+
+
+class TicketService:
+    def __init__(
+        self,
+        sessionmaker: async_sessionmaker[AsyncSession],
+        bridge: HelpdeskBridge,
+        signal: OutboxSignal,
+        *,
+        provider: str,
+    ) -> None:
+        self._sessionmaker = sessionmaker
+        self._bridge = bridge
+        self._signal = signal
+        self.provider = provider
+
+    @property
+    def capabilities(self) -> Capabilities:
+        return self._bridge.capabilities
+
+    def require(self, capability: Capability) -> None:
+        if capability not in self._bridge.capabilities:
+            raise NotSupported()
+
+    # ------------------------------------------------------------------ people
+
+    async def ensure_customer(self, user: TgUser) -> Customer:
+        async with self._sessionmaker.begin() as session:
+            return await self._customer(session, user)
+
+    async def _customer(self, session: AsyncSession, user: TgUser) -> Customer:
+        customer = await session.scalar(
+            select(Customer).where(Customer.tg_user_id == user.tg_user_id)
+        )
+        if customer is None:
+            customer = Customer(
+                tg_user_id=user.tg_user_id,
+                full_name=user.full_name,
+                username=user.username,
+                language=pick_language(user.language_code),
+            )
+            session.add(customer)
+            await session.flush()
+        elif customer.full_name != user.full_name or customer.username != user.username:
+            customer.full_name = user.full_name
+            customer.username = user.username
+        return customer
+
+    async def customer_language(self, tg_user_id: int) -> str | None:
+        async with self._sessionmaker() as session:
+            return await session.scalar(
+                select(Customer.language).where(Customer.tg_user_id == tg_user_id)
+            )
+
+    async def set_customer_language(self, user: TgUser, language: str) -> None:
+        async with self._sessionmaker.begin() as session:
+            customer = await self._customer(session, user)
+            customer.language = language
+
+    async def set_customer_blocked(self, tg_user_id: int, blocked: bool) -> None:
+        """The customer blocked (or unblocked) the bot: shown to the agents."""
+        async with self._sessionmaker.begin() as session:
+            customer = await session.scalar(
+                select(Customer).where(Customer.tg_user_id == tg_user_id)
+            )
+            if customer is None or (customer.blocked_at is not None) == blocked:
+                return
+            customer.blocked_at = utcnow() if blocked else None
+            key = "agent.customer_blocked" if blocked else "agent.customer_unblocked"
+            for ticket in await self._open_tickets(session, customer.id):
+                enqueue(session, Kind.AGENT_NOTICE, agent_lane(ticket.id),
+                        {"ticket_id": ticket.id, "key": key})
+        self._signal.notify()
+
+    async def _agent(self, session: AsyncSession, user: TgUser) -> Agent:
+        agent = await session.scalar(select(Agent).where(Agent.tg_user_id == user.tg_user_id))
+        if agent is None:
+            agent = Agent(tg_user_id=user.tg_user_id, full_name=user.full_name,
+                          username=user.username)
+            session.add(agent)
+            await session.flush()
+        elif agent.full_name != user.full_name or agent.username != user.username:
+            agent.full_name = user.full_name
+            agent.username = user.username
+        return agent
+
+    # --------------------------------------------------------- customer side
+
+    async def handle_customer_message(
+        self, incoming: IncomingMessage, *, force_new: bool = False
+    ) -> CustomerResult:
+        """Route a customer's message: a new ticket, the ticket they replied
+        to, their selected or only open ticket, or a draft they must place."""
+        try:
+            async with self._sessionmaker.begin() as session:
+                result = await self._route_customer_message(session, incoming, force_new)
+        except IntegrityError:
+            # The (chat, message) link exists: Telegram handed this update out again.
+            return CustomerResult(Outcome.DUPLICATE)
+        self._signal.notify()
+        return result
+
+    async def _route_customer_message(
+        self, session: AsyncSession, incoming: IncomingMessage, force_new: bool
+    ) -> CustomerResult:
+        customer = await self._customer(session, incoming.sender)
+        if await self._is_linked(session, incoming.tg_chat_id, incoming.tg_message_id):
+            return CustomerResult(Outcome.DUPLICATE)
+
+        album_message = await self._pending_album_message(session, customer, incoming)
+        if album_message is not None:
+            await self._add_files(session, album_message, incoming)
+            await self._link(session, incoming, album_message)
+            ticket = (
+                await session.get(Ticket, album_message.ticket_id)
+                if album_message.ticket_id else None
+            )
+            return CustomerResult(
+                Outcome.ALBUM_PART,
+                summarize(ticket, customer.full_name) if ticket else None,
+            )
+
+        if not force_new and incoming.reply_to_tg_message_id is not None:
+            replied = await self._ticket_of_tg_message(
+                session, incoming.tg_chat_id, incoming.reply_to_tg_message_id
+            )
+            if replied is not None and replied.customer_id == customer.id:
+                if replied.status == TicketStatus.CLOSED:
+                    # Lose nothing: the message waits as a draft the customer can place.
+                    draft = await self._new_message(session, customer, None, incoming)
+                    open_tickets = await self._open_tickets(session, customer.id)
+                    return CustomerResult(
+                        Outcome.TICKET_CLOSED,
+                        summarize(replied, customer.full_name),
+                        draft_message_id=draft.id,
+                        choices=[summarize(t, customer.full_name) for t in open_tickets],
+                    )
+                customer.selected_ticket_id = replied.id
+                return await self._append(session, customer, replied, incoming)
+
+        open_tickets = [] if force_new else await self._open_tickets(session, customer.id)
+        if not open_tickets:
+            return await self._open(session, customer, incoming)
+        selected = next((t for t in open_tickets if t.id == customer.selected_ticket_id), None)
+        if selected is None and len(open_tickets) == 1:
+            selected = open_tickets[0]
+        if selected is not None:
+            return await self._append(session, customer, selected, incoming)
+        draft = await self._new_message(session, customer, None, incoming)
+        return CustomerResult(
+            Outcome.NEEDS_CHOICE,
+            draft_message_id=draft.id,
+            choices=[summarize(t, customer.full_name) for t in open_tickets],
+        )
+
+    async def place_draft(
+        self, user: TgUser, draft_message_id: int, ticket_id: int | None
+    ) -> TicketSummary:
+        """The customer chose where a draft goes: `ticket_id`, or a new ticket."""
+        async with self._sessionmaker.begin() as session:
+            customer = await self._customer(session, user)
+            draft = await session.get(Message, draft_message_id)
+            if draft is None or draft.customer_id != customer.id:
+                raise TicketNotFound()
+            if draft.ticket_id is not None:  # already placed (a repeated tap)
+                ticket = await self._owned_ticket(session, customer, draft.ticket_id)
+                return summarize(ticket, customer.full_name)
+            if ticket_id is None:
+                ticket = await self._create_ticket_for(session, customer, draft)
+            else:
+                ticket = await self._owned_ticket(session, customer, ticket_id)
+                if ticket.status == TicketStatus.CLOSED:
+                    raise UserFacingError("customer.ticket_is_closed", number=ticket.number)
+                draft.ticket_id = ticket.id
+                await self._link_draft(session, draft, ticket)
+                self._enqueue_customer_message(session, ticket, draft)
+            customer.selected_ticket_id = ticket.id
+            summary = summarize(ticket, customer.full_name)
+        self._signal.notify()
+        return summary
+
+    async def _append(
+        self, session: AsyncSession, customer: Customer, ticket: Ticket,
+        incoming: IncomingMessage,
+    ) -> CustomerResult:
+        message = await self._new_message(session, customer, ticket, incoming)
+        ticket.updated_at = utcnow()
+        if ticket.status == TicketStatus.WAITING:
+            ticket.status = TicketStatus.OPEN.value
+        self._enqueue_customer_message(session, ticket, message,
+                                       delay=self._album_delay(incoming))
+        return CustomerResult(Outcome.APPENDED, summarize(ticket, customer.full_name))
+
+    def _enqueue_customer_message(
+        self, session: AsyncSession, ticket: Ticket, message: Message, delay: float = 0.0
+    ) -> None:
+        enqueue(session, Kind.POST_MESSAGE, provider_lane(ticket.id),
+                {"message_id": message.id}, key=f"post:{message.id}", delay=delay)
+        enqueue(session, Kind.MIRROR, agent_lane(ticket.id),
+                {"message_id": message.id}, key=f"mirror:{message.id}", delay=delay)
+
+    async def _open(
+        self, session: AsyncSession, customer: Customer, incoming: IncomingMessage
+    ) -> CustomerResult:
+        message = await self._new_message(session, customer, None, incoming)
+        ticket = await self._create_ticket_for(session, customer, message,
+                                               delay=self._album_delay(incoming))
+        return CustomerResult(Outcome.CREATED, summarize(ticket, customer.full_name))
+
+    async def _create_ticket_for(
+        self, session: AsyncSession, customer: Customer, message: Message, delay: float = 0.0
+    ) -> Ticket:
+        fallback = gettext(customer.language, "customer.default_subject",
+                           name=customer.full_name)
+        ticket = Ticket(
+            provider=self.provider,
+            customer_id=customer.id,
+            subject=subject_from_text(message.text, fallback),
+            status=TicketStatus.OPEN.value,
+            priority=Priority.NORMAL.value,
+        )
+        session.add(ticket)
+        await session.flush()
+        message.ticket_id = ticket.id
+        await self._link_draft(session, message, ticket)
+        customer.selected_ticket_id = ticket.id
+        enqueue(session, Kind.CREATE_TICKET, provider_lane(ticket.id),
+                {"ticket_id": ticket.id, "message_id": message.id},
+                key=f"create:{ticket.id}", delay=delay)
+        # The card carries the opening text; files follow as a mirror.
+        enqueue(session, Kind.CARD, agent_lane(ticket.id), {"ticket_id": ticket.id},
+                delay=delay)
+        enqueue(session, Kind.MIRROR, agent_lane(ticket.id),
+                {"message_id": message.id, "files_only": True},
+                key=f"mirror:{message.id}", delay=delay)
+        enqueue(session, Kind.CUSTOMER_NOTICE, customer_lane(customer.id),
+                {"ticket_id": ticket.id, "key": "customer.ticket_created"})
+        return ticket
+
+    @staticmethod
+    def _album_delay(incoming: IncomingMessage) -> float:
+        return ALBUM_WAIT_SECONDS if incoming.tg_media_group_id else 0.0
+
+    async def _pending_album_message(
+        self, session: AsyncSession, customer: Customer, incoming: IncomingMessage
+    ) -> Message | None:
+        """The message an album part belongs to, if it has not gone out yet."""
+        if incoming.tg_media_group_id is None:
+            return None
+        message = await session.scalar(
+            select(Message)
+            .where(Message.customer_id == customer.id,
+                   Message.tg_media_group_id == incoming.tg_media_group_id)
+            .order_by(Message.id.desc())
+            .limit(1)
+        )
+        if message is None:
+            return None
+        if message.ticket_id is None:
+            return message  # a draft: nothing has gone out
+        delivered = await session.scalar(
+            select(func.count()).select_from(OutboxItem).where(
+                OutboxItem.idempotency_key.in_(
+                    [f"post:{message.id}", f"create:{message.ticket_id}"]),
+                OutboxItem.status != "pending",
+            )
+        )
+        return None if delivered else message
+
+    async def _new_message(
+        self, session: AsyncSession, customer: Customer, ticket: Ticket | None,
+        incoming: IncomingMessage,
+    ) -> Message:
+        message = Message(
+            ticket_id=ticket.id if ticket else None,
+            customer_id=customer.id,
+            author_kind="customer",
+            author_name=customer.full_name,
+            text=incoming.text,
+            html=incoming.html,
+            tg_media_group_id=incoming.tg_media_group_id,
+        )
+        session.add(message)
+        await session.flush()
+        await self._add_files(session, message, incoming)
+        await self._link(session, incoming, message)
+        return message
+
+    async def _add_files(
+        self, session: AsyncSession, message: Message, incoming: IncomingMessage
+    ) -> None:
+        for file in incoming.files:
+            session.add(Attachment(
+                message_id=message.id, kind=file.kind, file_name=file.file_name,
+                mime_type=file.mime_type, size=file.size, tg_file_id=file.tg_file_id,
+            ))
+        if incoming.text and not message.text:
+            message.text = incoming.text
+            message.html = incoming.html
+        await session.flush()
+
+    async def _link(
+        self, session: AsyncSession, incoming: IncomingMessage, message: Message
+    ) -> None:
+        session.add(TgLink(
+            tg_chat_id=incoming.tg_chat_id, tg_message_id=incoming.tg_message_id,
+            ticket_id=message.ticket_id, message_id=message.id, direction="in",
+        ))
+        await session.flush()
+
+    async def _link_draft(self, session: AsyncSession, message: Message, ticket: Ticket) -> None:
+        links = await session.scalars(select(TgLink).where(TgLink.message_id == message.id))
+        for link in links:
+            link.ticket_id = ticket.id
+
+    async def _is_linked(self, session: AsyncSession, chat_id: int, message_id: int) -> bool:
+        found = await session.scalar(
+            select(TgLink.id).where(TgLink.tg_chat_id == chat_id,
+                                    TgLink.tg_message_id == message_id)
+        )
+        return found is not None
+
+    async def _ticket_of_tg_message(
+        self, session: AsyncSession, chat_id: int, message_id: int
+    ) -> Ticket | None:
+        ticket_id = await session.scalar(
+            select(TgLink.ticket_id).where(TgLink.tg_chat_id == chat_id,
+                                           TgLink.tg_message_id == message_id)
+        )
+        return await session.get(Ticket, ticket_id) if ticket_id else None
+
+    async def _open_tickets(self, session: AsyncSession, customer_id: int) -> list[Ticket]:
+        rows = await session.scalars(
+            select(Ticket).where(Ticket.customer_id == customer_id,
+                                 Ticket.status.in_(OPEN_STATUSES))
+            .order_by(Ticket.updated_at.desc())
+        )
+        return list(rows)
+
+    async def _owned_ticket(
+        self, session: AsyncSession, customer: Customer, ticket_id: int
+    ) -> Ticket:
+        """Ownership is checked here, on the server side: callback data can be forged."""
+        ticket = await session.get(Ticket, ticket_id)
+        if ticket is None or ticket.customer_id != customer.id:
+            raise TicketNotFound()
+        return ticket
+
+    async def customer_tickets(self, user: TgUser, page: int) -> Page:
+        async with self._sessionmaker.begin() as session:
+            customer = await self._customer(session, user)
+            total = await session.scalar(
+                select(func.count()).select_from(Ticket)
+                .where(Ticket.customer_id == customer.id)
+            ) or 0
+            pages = max(1, -(-total // PAGE_SIZE))
+            page = min(max(page, 0), pages - 1)
+            rows = await session.scalars(
+                select(Ticket).where(Ticket.customer_id == customer.id)
+                .order_by((Ticket.status == TicketStatus.CLOSED.value), Ticket.updated_at.desc(),
+                          Ticket.id.desc())
+                .offset(page * PAGE_SIZE).limit(PAGE_SIZE)
+            )
+            items = [summarize(t, customer.full_name) for t in rows]
+        return Page(items=items, page=page, pages=pages)
+
+    async def customer_ticket(
+        self, user: TgUser, ticket_id: int, history: int = 5
+    ) -> tuple[TicketSummary, list[HistoryLine]]:
+        async with self._sessionmaker.begin() as session:
+            customer = await self._customer(session, user)
+            ticket = await self._owned_ticket(session, customer, ticket_id)
+            customer.selected_ticket_id = ticket.id
+            rows = list(await session.scalars(
+                select(Message).where(Message.ticket_id == ticket.id,
+                                      Message.author_kind.in_(("customer", "agent", "system")))
+                .order_by(Message.id.desc()).limit(history)
+            ))
+            counts = await self._file_counts(session, [m.id for m in rows])
+            lines = [
+                HistoryLine(m.author_kind, m.author_name, m.text, m.created_at,
+                            counts.get(m.id, 0))
+                for m in reversed(rows)
+            ]
+            return summarize(ticket, customer.full_name), lines
+
+    async def _file_counts(self, session: AsyncSession, message_ids: list[int]) -> dict[int, int]:
+        if not message_ids:
+            return {}
+        rows = await session.execute(
+            select(Attachment.message_id, func.count()).where(
+                Attachment.message_id.in_(message_ids)).group_by(Attachment.message_id)
+        )
+        return {message_id: count for message_id, count in rows}
+
+    async def customer_set_status(self, user: TgUser, ticket_id: int, status: TicketStatus
+                                  ) -> TicketSummary:
+        self.require(Capability.CLOSE_REOPEN)
+        async with self._sessionmaker.begin() as session:
+            customer = await self._customer(session, user)
+            ticket = await self._owned_ticket(session, customer, ticket_id)
+            if ticket.status != status:
+                self._change_status(session, ticket, status, actor_agent=None,
+                                    by_customer=True)
+            summary = summarize(ticket, customer.full_name)
+        self._signal.notify()
+        return summary
+
+    async def rate(self, user: TgUser, ticket_id: int, stars: int) -> TicketSummary:
+        if not 1 <= stars <= 5:
+            raise UserFacingError("errors.bad_request")
+        async with self._sessionmaker.begin() as session:
+            customer = await self._customer(session, user)
+            ticket = await self._owned_ticket(session, customer, ticket_id)
+            if ticket.status != TicketStatus.CLOSED:
+                raise UserFacingError("customer.rate_after_close")
+            first = ticket.rating is None
+            ticket.rating = stars
+            if first:
+                enqueue(session, Kind.AGENT_NOTICE, agent_lane(ticket.id),
+                        {"ticket_id": ticket.id, "key": "agent.rated",
+                         "params": {"stars": "⭐" * stars}})
+                enqueue(session, Kind.CARD, agent_lane(ticket.id), {"ticket_id": ticket.id})
+            summary = summarize(ticket, customer.full_name)
+        self._signal.notify()
+        return summary
+
+    # ------------------------------------------------------------ agent side
+
+    async def ticket_for_agent_message(
+        self, chat_id: int, thread_id: int | None, reply_to: int | None, *, forum: bool
+    ) -> int | None:
+        """Which ticket an agent's message in the agent chat belongs to: its
+        forum topic, or (without topics) the ticket message it replies to."""
+        async with self._sessionmaker() as session:
+            if forum and thread_id is not None:
+                ticket_id = await session.scalar(
+                    select(Ticket.id).where(Ticket.tg_topic_id == thread_id)
+                )
+                if ticket_id is not None:
+                    return ticket_id
+            if reply_to is not None:
+                return await session.scalar(
+                    select(TgLink.ticket_id).where(TgLink.tg_chat_id == chat_id,
+                                                   TgLink.tg_message_id == reply_to)
+                )
+        return None
+
+    async def agent_message(
+        self, user: TgUser, ticket_id: int, incoming: IncomingMessage, *, note: bool
+    ) -> Outcome:
+        """An agent's reply (to the customer) or internal note (never to the customer)."""
+        self.require(Capability.NOTES if note else Capability.REPLY_AS_AGENT)
+        if not note and incoming.files:
+            self.require(Capability.ATTACHMENTS)
+        try:
+            async with self._sessionmaker.begin() as session:
+                if await self._is_linked(session, incoming.tg_chat_id, incoming.tg_message_id):
+                    return Outcome.DUPLICATE
+                agent = await self._agent(session, user)
+                ticket = await self._ticket(session, ticket_id)
+                message = Message(
+                    ticket_id=ticket.id, author_kind="note" if note else "agent",
+                    author_name=agent.full_name, agent_id=agent.id,
+                    text=incoming.text, html=incoming.html,
+                )
+                session.add(message)
+                await session.flush()
+                await self._add_files(session, message, incoming)
+                await self._link(session, incoming, message)
+                ticket.updated_at = utcnow()
+                enqueue(session, Kind.POST_MESSAGE, provider_lane(ticket.id),
+                        {"message_id": message.id}, key=f"post:{message.id}")
+                if not note:
+                    if ticket.first_reply_at is None:
+                        ticket.first_reply_at = utcnow()
+                    enqueue(session, Kind.CUSTOMER_MESSAGE, customer_lane(ticket.customer_id),
+                            {"message_id": message.id}, key=f"deliver:{message.id}")
+        except IntegrityError:
+            return Outcome.DUPLICATE
+        self._signal.notify()
+        return Outcome.APPENDED
+
+    async def _ticket(self, session: AsyncSession, ticket_id: int) -> Ticket:
+        ticket = await session.get(Ticket, ticket_id)
+        if ticket is None:
+            raise TicketNotFound()
+        return ticket
+
+    async def take(self, user: TgUser, ticket_id: int) -> TicketSummary:
+        return await self._assign(user, ticket_id, target=None)
+
+    async def assign(self, user: TgUser, ticket_id: int, username: str) -> TicketSummary:
+        return await self._assign(user, ticket_id, target=username.lstrip("@"))
+
+    async def _assign(self, user: TgUser, ticket_id: int, target: str | None) -> TicketSummary:
+        self.require(Capability.ASSIGN)
+        async with self._sessionmaker.begin() as session:
+            actor = await self._agent(session, user)
+            if target is None:
+                assignee = actor
+            else:
+                found = await session.scalar(
+                    select(Agent).where(func.lower(Agent.username) == target.lower())
+                )
+                if found is None:
+                    raise UserFacingError("agent.unknown_agent", username=target)
+                assignee = found
+            ticket = await self._ticket(session, ticket_id)
+            if ticket.assignee_agent_id != assignee.id:
+                ticket.assignee_agent_id = assignee.id
+                ticket.assignee_name = assignee.full_name
+                ticket.updated_at = utcnow()
+                enqueue(session, Kind.UPDATE_TICKET, provider_lane(ticket.id),
+                        {"ticket_id": ticket.id, "assignee_agent_id": assignee.id,
+                         "actor_agent_id": actor.id})
+                enqueue(session, Kind.CARD, agent_lane(ticket.id), {"ticket_id": ticket.id})
+                enqueue(session, Kind.AGENT_NOTICE, agent_lane(ticket.id),
+                        {"ticket_id": ticket.id, "key": "agent.assigned",
+                         "params": {"agent": assignee.full_name, "by": actor.full_name}})
+            summary = summarize(ticket, "")
+        self._signal.notify()
+        return summary
+
+    async def set_status(self, user: TgUser, ticket_id: int, status: TicketStatus
+                         ) -> TicketSummary:
+        self.require(Capability.CLOSE_REOPEN)
+        async with self._sessionmaker.begin() as session:
+            actor = await self._agent(session, user)
+            ticket = await self._ticket(session, ticket_id)
+            if ticket.status != status:
+                self._change_status(session, ticket, status, actor_agent=actor)
+            summary = summarize(ticket, "")
+        self._signal.notify()
+        return summary
+
+    def _change_status(
+        self, session: AsyncSession, ticket: Ticket, status: TicketStatus, *,
+        actor_agent: Agent | None, by_customer: bool = False,
+    ) -> None:
+        ticket.status = status.value
+        ticket.updated_at = utcnow()
+        ticket.closed_at = utcnow() if status == TicketStatus.CLOSED else None
+        enqueue(session, Kind.UPDATE_TICKET, provider_lane(ticket.id),
+                {"ticket_id": ticket.id, "status": status.value,
+                 "actor_agent_id": actor_agent.id if actor_agent else None})
+        notify_status(session, ticket, status,
+                            by=actor_agent.full_name if actor_agent else None,
+                            by_customer=by_customer)
+
+    async def set_priority(self, user: TgUser, ticket_id: int, priority: Priority
+                           ) -> TicketSummary:
+        self.require(Capability.PRIORITY)
+        async with self._sessionmaker.begin() as session:
+            actor = await self._agent(session, user)
+            ticket = await self._ticket(session, ticket_id)
+            if ticket.priority != priority:
+                ticket.priority = priority.value
+                ticket.updated_at = utcnow()
+                enqueue(session, Kind.UPDATE_TICKET, provider_lane(ticket.id),
+                        {"ticket_id": ticket.id, "priority": priority.value,
+                         "actor_agent_id": actor.id})
+                enqueue(session, Kind.CARD, agent_lane(ticket.id), {"ticket_id": ticket.id})
+            summary = summarize(ticket, "")
+        self._signal.notify()
+        return summary
+
+    async def link_agent(self, user: TgUser, login: str) -> str:
+        """Map the agent to their helpdesk account (checked at the provider)."""
+        identity = await self._bridge.find_agent(login)
+        if identity is None:
+            raise UserFacingError("agent.link_not_found", login=login)
+        async with self._sessionmaker.begin() as session:
+            agent = await self._agent(session, user)
+            agent.remote_agent_id = identity.remote_agent_id
+            agent.remote_login = login
+        return identity.full_name
+
+    async def ticket_summary(self, ticket_id: int) -> TicketSummary:
+        async with self._sessionmaker() as session:
+            ticket = await self._ticket(session, ticket_id)
+            customer = await session.get(Customer, ticket.customer_id)
+            return summarize(ticket, customer.full_name if customer else "")
+
+    async def queue(self, limit: int = 30) -> list[TicketSummary]:
+        async with self._sessionmaker() as session:
+            rows = await session.execute(
+                select(Ticket, Customer.full_name).join(Customer)
+                .where(Ticket.status.in_(OPEN_STATUSES))
+                .order_by(Ticket.updated_at).limit(limit)
+            )
+            return [summarize(ticket, name) for ticket, name in rows]
+
+    async def stats(self, now: datetime | None = None) -> Stats:
+        now = now or datetime.now(UTC)
+        day_start = now.replace(hour=0, minute=0, second=0, microsecond=0)
+        async with self._sessionmaker() as session:
+            by_status = dict((await session.execute(
+                select(Ticket.status, func.count()).group_by(Ticket.status))).all())
+            closed_today = await session.scalar(
+                select(func.count()).select_from(Ticket).where(
+                    Ticket.status == TicketStatus.CLOSED.value, Ticket.closed_at >= day_start)
+            ) or 0
+            ratings = (await session.execute(
+                select(func.avg(Ticket.rating), func.count(Ticket.rating)))).one()
+            replied = await session.execute(
+                select(Ticket.created_at, Ticket.first_reply_at)
+                .where(Ticket.first_reply_at.is_not(None),
+                       Ticket.created_at >= now - timedelta(days=30))
+            )
+            waits = [(r - c).total_seconds() / 60 for c, r in replied]
+            per_agent = (await session.execute(
+                select(Ticket.assignee_name, func.count())
+                .where(Ticket.status.in_(OPEN_STATUSES), Ticket.assignee_name.is_not(None))
+                .group_by(Ticket.assignee_name).order_by(func.count().desc())
+            )).all()
+        return Stats(
+            open=by_status.get("open", 0),
+            waiting=by_status.get("waiting", 0),
+            closed_today=closed_today,
+            total=sum(by_status.values()),
+            avg_first_reply_minutes=sum(waits) / len(waits) if waits else None,
+            avg_rating=float(ratings[0]) if ratings[0] is not None else None,
+            ratings=ratings[1] or 0,
+            per_agent=[(name, count) for name, count in per_agent],
+        )
+
+
+def notify_status(
+    session: AsyncSession, ticket: Ticket, status: TicketStatus, *,
+    by: str | None, by_customer: bool = False,
+) -> None:
+    """Tell both sides about a status change (also used by the poller)."""
+    enqueue(session, Kind.CARD, agent_lane(ticket.id), {"ticket_id": ticket.id})
+    who = "customer" if by_customer else "agent" if by else "helpdesk"
+    enqueue(session, Kind.AGENT_NOTICE, agent_lane(ticket.id),
+            {"ticket_id": ticket.id, "key": f"agent.status_{status.value}_{who}",
+             "params": {"by": by or ""}})
+    if not by_customer:
+        enqueue(session, Kind.CUSTOMER_NOTICE, customer_lane(ticket.customer_id),
+                {"ticket_id": ticket.id, "key": f"customer.status_{status.value}"})

@@ -1,0 +1,100 @@
+"""Plain data passed between handlers and services (no aiogram, no ORM)."""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+
+
+@dataclass(frozen=True, slots=True)
+class TgUser:
+    tg_user_id: int
+    full_name: str
+    username: str | None = None
+    language_code: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class IncomingFile:
+    kind: str  # photo | document | voice | video | audio | animation | video_note
+    tg_file_id: str
+    file_name: str
+    mime_type: str | None = None
+    size: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class IncomingMessage:
+    """A Telegram message as the services need it."""
+
+    tg_chat_id: int
+    tg_message_id: int
+    sender: TgUser
+    text: str = ""
+    html: str | None = None  # the sender's formatting as Telegram HTML
+    files: Sequence[IncomingFile] = ()
+    tg_media_group_id: str | None = None
+    reply_to_tg_message_id: int | None = None
+    tg_thread_id: int | None = None
+
+
+class Outcome(enum.StrEnum):
+    DUPLICATE = "duplicate"  # an update Telegram handed out again
+    CREATED = "created"  # a new ticket was opened
+    APPENDED = "appended"  # added to an existing ticket
+    ALBUM_PART = "album_part"  # joined the message of its album
+    NEEDS_CHOICE = "needs_choice"  # several open tickets: the customer picks
+    TICKET_CLOSED = "ticket_closed"  # replied to a closed ticket's notification
+
+
+@dataclass(frozen=True, slots=True)
+class TicketSummary:
+    ticket_id: int
+    number: str
+    subject: str
+    status: str
+    priority: str
+    customer_name: str
+    assignee_name: str | None
+    created_at: datetime
+    updated_at: datetime
+    rating: int | None = None
+    tg_topic_id: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class CustomerResult:
+    outcome: Outcome
+    ticket: TicketSummary | None = None
+    draft_message_id: int | None = None
+    choices: Sequence[TicketSummary] = field(default_factory=tuple)
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryLine:
+    author_kind: str
+    author_name: str | None
+    text: str
+    created_at: datetime
+    files: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Page:
+    items: Sequence[TicketSummary]
+    page: int
+    pages: int
+
+
+@dataclass(frozen=True, slots=True)
+class Stats:
+    open: int
+    waiting: int
+    closed_today: int
+    total: int
+    avg_first_reply_minutes: float | None
+    avg_rating: float | None
+    ratings: int
+    per_agent: Sequence[tuple[str, int]]  # assignee name → open tickets

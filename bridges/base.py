@@ -1,0 +1,285 @@
+"""The one provider contract every helpdesk bridge implements.
+
+A bridge translates between deskbridge's normalised types and one helpdesk's
+API. It knows nothing of Telegram or aiogram: people are referred to by
+opaque strings the bot hands in (`customer_ref`, `agent_ref`) or by the
+provider's own ids, and files by an opaque `ref` the bot can resolve again.
+
+Ids carry their namespace: `remote_ticket_id` and `remote_message_id` are the
+provider's ids, as strings, whatever their type on the wire.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Protocol, runtime_checkable
+
+
+class Capability(enum.StrEnum):
+    """What a provider can do. The bot hides every button and command whose
+    capability the active bridge lacks instead of faking it."""
+
+    CREATE = "create"
+    REPLY_AS_AGENT = "reply_as_agent"
+    REPLY_AS_CUSTOMER = "reply_as_customer"
+    NOTES = "notes"
+    ASSIGN = "assign"
+    PRIORITY = "priority"
+    CLOSE_REOPEN = "close_reopen"
+    ATTACHMENTS = "attachments"
+    KNOWLEDGE_BASE = "knowledge_base"
+    DEPARTMENTS = "departments"
+    INCREMENTAL_POLL = "incremental_poll"
+
+
+Capabilities = frozenset[Capability]
+
+
+class TicketStatus(enum.StrEnum):
+    OPEN = "open"
+    WAITING = "waiting"  # waiting for the customer
+    CLOSED = "closed"
+
+
+class Priority(enum.StrEnum):
+    LOW = "low"
+    NORMAL = "normal"
+    HIGH = "high"
+    CRITICAL = "critical"
+
+
+class AuthorKind(enum.StrEnum):
+    CUSTOMER = "customer"
+    AGENT = "agent"
+    NOTE = "note"  # internal note by an agent, never shown to the customer
+    SYSTEM = "system"
+
+
+@dataclass(frozen=True, slots=True)
+class Attachment:
+    """A file on a message.
+
+    `ref` is an opaque handle chosen by the sender (the bot passes its own file
+    handle) and echoed back by providers that store it; `url` is where a
+    provider serves the file; `data` carries the bytes when a provider needs
+    an upload.
+    """
+
+    file_name: str
+    mime_type: str | None = None
+    size: int | None = None
+    kind: str = "document"  # photo | document | voice | video | audio | animation
+    ref: str | None = None
+    url: str | None = None
+    data: bytes | None = field(default=None, repr=False)
+
+
+@dataclass(frozen=True, slots=True)
+class CustomerIdentity:
+    """Who a customer is, as far as the bot knows. `customer_ref` is stable
+    (the bot uses the Telegram user id); the rest helps providers that look
+    people up by name, username, phone or e-mail."""
+
+    customer_ref: str
+    full_name: str
+    username: str | None = None
+    phone: str | None = None
+    email: str | None = None
+    language: str | None = None
+    remote_customer_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class AgentIdentity:
+    """The agent acting. `remote_agent_id` is set when the agent linked a
+    provider account (`/link`); otherwise the bridge acts as its service
+    account and may prefix the agent's name."""
+
+    agent_ref: str
+    full_name: str
+    remote_agent_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class NewTicket:
+    customer: CustomerIdentity
+    subject: str
+    text: str
+    attachments: Sequence[Attachment] = ()
+    priority: Priority = Priority.NORMAL
+    department_id: str | None = None
+    idempotency_key: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RemoteTicket:
+    remote_ticket_id: str
+    number: str  # what people see, e.g. "664-245651" or "17"
+    subject: str
+    status: TicketStatus
+    priority: Priority = Priority.NORMAL
+    remote_customer_id: str | None = None
+    customer_ref: str | None = None
+    assignee_remote_id: str | None = None
+    assignee_name: str | None = None
+    url: str | None = None
+    created_at: datetime | None = None
+    updated_at: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RemoteMessage:
+    remote_message_id: str
+    remote_ticket_id: str
+    author_kind: AuthorKind
+    text: str
+    author_name: str | None = None
+    author_remote_id: str | None = None
+    # Helpdesk HTML as the provider sent it; the bot sanitises it before use.
+    html: str | None = None
+    attachments: Sequence[Attachment] = ()
+    created_at: datetime | None = None
+    # The idempotency key the bridge's own call carried, when the provider
+    # echoes it back; lets the sync recognise its own messages.
+    origin_key: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class TicketUpdate:
+    """A change asked of the helpdesk; `None` fields are left as they are."""
+
+    status: TicketStatus | None = None
+    priority: Priority | None = None
+    assignee: AgentIdentity | None = None
+    unassign: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class TicketChanged:
+    """A ticket's fields as they are now (status, priority, assignee...)."""
+
+    ticket: RemoteTicket
+    origin_key: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class MessageAdded:
+    message: RemoteMessage
+
+
+ChangeEvent = TicketChanged | MessageAdded
+
+
+@dataclass(frozen=True, slots=True)
+class Changes:
+    """What changed since a cursor, oldest first, and the cursor to store
+    (in the same transaction as the import) for the next poll."""
+
+    events: Sequence[ChangeEvent]
+    cursor: str | None
+    # True when the bridge stopped early (page or call budget) and more is
+    # waiting: the scheduler polls again soon.
+    more: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Department:
+    remote_id: str
+    title: str
+
+
+@dataclass(frozen=True, slots=True)
+class KnowledgeArticle:
+    remote_id: str
+    title: str
+    text: str
+    public: bool = True
+    url: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class CheckReport:
+    """What `deskbridge check` prints for the provider."""
+
+    ok: bool
+    lines: Sequence[str]
+
+
+@runtime_checkable
+class HelpdeskBridge(Protocol):
+    """The provider contract. Every method may raise a `bridges.errors.BridgeError`."""
+
+    name: str
+    capabilities: Capabilities
+    # True when the provider needs the bytes of outgoing files (the bot then
+    # downloads them from Telegram first); False when it keeps `Attachment.ref`.
+    uploads_files: bool
+
+    async def check(self) -> CheckReport:
+        """Verify credentials and reachability; never raises for a bad answer."""
+
+    async def create_ticket(self, ticket: NewTicket) -> RemoteTicket:
+        """Open a ticket with its first message. Idempotent per
+        `ticket.idempotency_key` where the provider allows it."""
+
+    async def get_ticket(self, remote_ticket_id: str) -> RemoteTicket:
+        """Read one ticket as it is now."""
+
+    async def post_customer_message(
+        self,
+        remote_ticket_id: str,
+        customer: CustomerIdentity,
+        text: str,
+        attachments: Sequence[Attachment] = (),
+        idempotency_key: str | None = None,
+    ) -> RemoteMessage:
+        """Add a message from the customer to a ticket."""
+
+    async def post_agent_reply(
+        self,
+        remote_ticket_id: str,
+        agent: AgentIdentity,
+        text: str,
+        attachments: Sequence[Attachment] = (),
+        idempotency_key: str | None = None,
+    ) -> RemoteMessage:
+        """Add an agent's reply, visible to the customer."""
+
+    async def post_note(
+        self,
+        remote_ticket_id: str,
+        agent: AgentIdentity,
+        text: str,
+        idempotency_key: str | None = None,
+    ) -> RemoteMessage:
+        """Add an internal note, never visible to the customer."""
+
+    async def update_ticket(
+        self,
+        remote_ticket_id: str,
+        update: TicketUpdate,
+        actor: AgentIdentity | None = None,
+        idempotency_key: str | None = None,
+    ) -> RemoteTicket:
+        """Change status, priority or assignee; returns the ticket after."""
+
+    async def fetch_changes(self, cursor: str | None) -> Changes:
+        """Everything that changed since `cursor` (None: start from now,
+        returning no history), oldest first."""
+
+    async def list_departments(self) -> Sequence[Department]:
+        """Departments/subjects/groups a customer may choose from."""
+
+    async def search_articles(
+        self, query: str, *, for_agent: bool, limit: int = 20
+    ) -> Sequence[KnowledgeArticle]:
+        """Knowledge-base search; customers see public, active articles only."""
+
+    async def find_agent(self, login: str) -> AgentIdentity | None:
+        """Look a provider account up by login or e-mail (for `/link`)."""
+
+    async def aclose(self) -> None:
+        """Release connections."""

@@ -1,0 +1,1 @@
+"""Alembic migrations; `bot.db.migrate` runs them programmatically."""

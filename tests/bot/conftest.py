@@ -1,0 +1,102 @@
+"""End-to-end harness: the real bot (aiogram's real HTTP session) against the
+fake Bot API server on loopback, with the local desk on a real database."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import pytest
+
+from bot.app import App, build_app
+from bot.config import Settings
+from tests.fakes.telegram_server import FakeTelegramServer
+
+TOKEN = "123456:TEST-token-for-deskbridge-tests"
+AGENT_CHAT = -1001000000001
+ANNA, BORIS = 501, 502  # agents
+IVAN, JANE = 1001, 1002  # customers
+OUTSIDER = 9001  # neither
+
+
+def populate(server: FakeTelegramServer, *, forum: bool = True) -> None:
+    server.add_user(ANNA, "Anna", "anna", "ru")
+    server.add_user(BORIS, "Boris", "boris", "en")
+    server.add_user(IVAN, "Ivan", "ivan", "ru")
+    server.add_user(JANE, "Jane", None, "en")
+    server.add_user(OUTSIDER, "Mallory", "mallory", "en")
+    server.add_supergroup(AGENT_CHAT, "Support", is_forum=forum, members=[ANNA, BORIS])
+
+
+@pytest.fixture
+def forum() -> bool:
+    return True
+
+
+@pytest.fixture
+async def tg(forum: bool) -> AsyncIterator[FakeTelegramServer]:
+    async with FakeTelegramServer(token=TOKEN) as server:
+        populate(server, forum=forum)
+        yield server
+
+
+def make_settings(server: FakeTelegramServer, database_url: str, redis_url: str | None,
+                  **overrides: Any) -> Settings:
+    values: dict[str, Any] = {
+        "telegram_bot_token": TOKEN,
+        "telegram_api_base": server.base_url,
+        "agent_chat_id": AGENT_CHAT,
+        "database_url": database_url,
+        "redis_url": redis_url,
+        "provider": "local",
+        "poll_interval_seconds": 0.3,
+        "agent_language": "en",
+    }
+    values.update(overrides)
+    return Settings(_env_file=None, **values)  # type: ignore[call-arg]
+
+
+@contextlib.asynccontextmanager
+async def running(settings: Settings) -> AsyncIterator[App]:
+    app = await build_app(settings)
+    task = asyncio.create_task(app.run_polling(handle_signals=False))
+    try:
+        yield app
+    finally:
+        with contextlib.suppress(RuntimeError):
+            await app.dispatcher.stop_polling()
+        await asyncio.wait_for(task, 15)
+        await app.aclose()
+
+
+@pytest.fixture
+def settings_overrides() -> dict[str, Any]:
+    return {}
+
+
+@pytest.fixture
+async def app(tg: FakeTelegramServer, migrated_url: str, redis_url: str | None,
+              settings_overrides: dict[str, Any]) -> AsyncIterator[App]:
+    async with running(make_settings(tg, migrated_url, redis_url, **settings_overrides)) as app:
+        yield app
+
+
+def texts(records: list[dict[str, Any]]) -> list[str]:
+    return [r["text"] or "" for r in records if not r["deleted"]]
+
+
+def find(records: list[dict[str, Any]], needle: str) -> dict[str, Any] | None:
+    return next((r for r in records if needle in (r["text"] or "")), None)
+
+
+def callback_data_of(record: dict[str, Any], label_part: str) -> str:
+    for row in (record.get("reply_markup") or {}).get("inline_keyboard", []):
+        for button in row:
+            if label_part in button["text"]:
+                return str(button["callback_data"])
+    raise AssertionError(f"no button {label_part!r} in {record.get('reply_markup')}")
+
+
+Predicate = Callable[[FakeTelegramServer], Any]
