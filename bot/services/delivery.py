@@ -22,7 +22,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
@@ -100,6 +100,16 @@ class Outcome:
              message_id: int | None) -> None:
         for item in sent if isinstance(sent, Sequence) else [sent]:
             self.links.append((item.chat.id, item.message_id, ticket_id, message_id))
+
+
+@dataclass(slots=True)
+class Part:
+    """One Telegram message of a row; `send` returns None when it had nothing to send."""
+
+    send: Callable[[], Awaitable[TgMessage | None]]
+    ticket_id: int | None
+    message_id: int | None
+    also_done: list[int] = field(default_factory=list)  # merged rows this part carried
 
 
 @dataclass(frozen=True, slots=True)
@@ -544,26 +554,63 @@ class OutboxDispatcher:
             return await self._bot.send_message(chat_id, render._strip_tags(text),
                                                 parse_mode=None, reply_markup=markup, **kwargs)
 
-    async def _send_files(self, chat_id: int, files: Sequence[Attachment],
-                          caption: str | None = None, **kwargs: Any) -> list[TgMessage]:
-        sent = []
-        for index, file in enumerate(files):
-            await self._slot(chat_id)
+    def _file_part(self, chat_id: int, file: Attachment, caption: str | None,
+                   ticket_id: int, message_id: int, **kwargs: Any) -> Part:
+        async def send() -> TgMessage | None:
             media: Any = file.tg_file_id
             if media is None and file.remote_url and self._fetch_url is not None:
                 media = BufferedInputFile(await self._fetch_url(file.remote_url),
                                           filename=file.file_name)
             if media is None:
-                continue
-            this_caption = caption if index == 0 else None
+                return None
+            await self._slot(chat_id)
             method = {
                 "photo": self._bot.send_photo, "voice": self._bot.send_voice,
                 "video": self._bot.send_video, "audio": self._bot.send_audio,
                 "animation": self._bot.send_animation,
             }.get(file.kind, self._bot.send_document)
-            sent.append(await method(chat_id, media, caption=this_caption,
-                                     parse_mode="HTML" if this_caption else None, **kwargs))
-        return sent
+            return await method(chat_id, media, caption=caption,
+                                parse_mode="HTML" if caption else None, **kwargs)
+
+        return Part(send, ticket_id, message_id)
+
+    def _text_part(self, chat_id: int, text: str, ticket_id: int, message_id: int | None,
+                   *, ticket: Ticket | None = None, also_done: list[int] | None = None,
+                   markup: InlineKeyboardMarkup | None = None) -> Part:
+        async def send() -> TgMessage:
+            await self._slot(chat_id)
+            if ticket is not None:
+                return await self._send_agent(ticket, text, markup=markup)
+            return await self._send_html(chat_id, text, markup=markup)
+
+        return Part(send, ticket_id, message_id, also_done or [])
+
+    async def _send_parts(self, row: OutboxItem, parts: Sequence[Part]) -> Outcome:
+        """Send a row's messages one by one, recording each as it goes out, so
+        that a retry after a failure part-way never repeats what was sent."""
+        done = int(row.payload.get("parts_done", 0))
+        for index, part in enumerate(parts):
+            if index < done:
+                continue
+            sent = await part.send()
+            await self._record_part(row, index + 1, sent, part)
+        return Outcome()
+
+    async def _record_part(self, row: OutboxItem, parts_done: int, sent: TgMessage | None,
+                           part: Part) -> None:
+        row.payload = {**row.payload, "parts_done": parts_done}
+        async with self._sm.begin() as session:
+            await session.execute(update(OutboxItem).where(OutboxItem.id == row.id)
+                                  .values(payload=row.payload))
+            if sent is not None:
+                session.add(TgLink(tg_chat_id=sent.chat.id, tg_message_id=sent.message_id,
+                                   ticket_id=part.ticket_id, message_id=part.message_id,
+                                   direction="out"))
+            if part.also_done:
+                await session.execute(
+                    update(OutboxItem).where(OutboxItem.id.in_(part.also_done))
+                    .values(status="done", delivered_at=utcnow(), last_error=None))
+        self.delivered += len(part.also_done)
 
     async def _mirror(self, row: OutboxItem) -> Outcome:
         message, files = await self._message(row.payload["message_id"])
@@ -571,30 +618,33 @@ class OutboxDispatcher:
             raise NotReady()
         ticket, customer = await self._load(message.ticket_id)
         ticket = await self._ensure_thread(ticket, customer)
-        outcome = Outcome()
+        chat_id = self.agent_chat.chat_id
         lang = self.agent_chat.language
         tag = None if self.agent_chat.forum else f"#{render.number(ticket)}"
         files_only = bool(row.payload.get("files_only"))
-        if not files_only and (message.text or message.html or not files):
+        has_text = bool(message.text or message.html)
+        parts: list[Part] = []
+        if not files_only and (has_text or not files):
             texts = [render.mirror(message, lang, ticket_tag=tag)]
-            if not files:
+            merged: list[int] = []
+            if not files and not row.payload.get("parts_done"):
                 for other_row, other in await self._mergeable_followers(row):
                     candidate = render.mirror(other, lang)
                     if len("\n\n".join([*texts, candidate])) > render.TELEGRAM_TEXT_LIMIT:
                         break
                     texts.append(candidate)
-                    outcome.also_done.append(other_row.id)
-            for chunk in render.split_text("\n\n".join(texts)):
-                await self._slot(self.agent_chat.chat_id)
-                outcome.link(await self._send_agent(ticket, chunk), ticket.id, message.id)
-        if files:
-            caption = None
-            if not files_only and not (message.text or message.html):
-                caption = render.mirror(message, lang, ticket_tag=tag)
-            sent = await self._send_files(self.agent_chat.chat_id, files, caption,
-                                          **self._thread_kwargs(ticket))
-            outcome.link(sent, ticket.id, message.id)
-        return outcome
+                    merged.append(other_row.id)
+            chunks = render.split_text("\n\n".join(texts))
+            for index, chunk in enumerate(chunks):
+                parts.append(self._text_part(chat_id, chunk, ticket.id, message.id, ticket=ticket,
+                                             also_done=merged if index == 0 else None))
+        caption = None
+        if not files_only and not has_text:
+            caption = render.mirror(message, lang, ticket_tag=tag)
+        for index, file in enumerate(files):
+            parts.append(self._file_part(chat_id, file, caption if index == 0 else None,
+                                         ticket.id, message.id, **self._thread_kwargs(ticket)))
+        return await self._send_parts(row, parts)
 
     def _thread_kwargs(self, ticket: Ticket) -> dict[str, Any]:
         if self.agent_chat.forum:
@@ -688,19 +738,16 @@ class OutboxDispatcher:
         message, files = await self._message(row.payload["message_id"])
         assert message.ticket_id is not None
         ticket, customer = await self._load(message.ticket_id)
-        outcome = Outcome()
+        chat_id = customer.tg_user_id
         text = render.to_customer(message, ticket, customer.language)
+        parts = [self._text_part(chat_id, chunk, ticket.id, message.id)
+                 for chunk in render.split_text(text)]
+        parts += [self._file_part(chat_id, file, None, ticket.id, message.id) for file in files]
         try:
-            for chunk in render.split_text(text):
-                await self._slot(customer.tg_user_id)
-                outcome.link(await self._send_html(customer.tg_user_id, chunk),
-                             ticket.id, message.id)
-            outcome.link(await self._send_files(customer.tg_user_id, files), ticket.id,
-                         message.id)
+            return await self._send_parts(row, parts)
         except TelegramForbiddenError as exc:
             await self._customer_blocked(customer, ticket)
             raise Dead(f"customer blocked the bot: {exc}") from exc
-        return outcome
 
     async def _customer_notice(self, row: OutboxItem) -> Outcome:
         ticket, customer = await self._load(row.payload["ticket_id"])

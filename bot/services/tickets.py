@@ -337,13 +337,13 @@ class TicketService:
             return None
         if message.ticket_id is None:
             return message  # a draft: nothing has gone out
+        opening = await session.scalar(
+            select(func.min(Message.id)).where(Message.ticket_id == message.ticket_id))
+        # The opening message travels with the ticket's creation, others on their own.
+        key = f"create:{message.ticket_id}" if opening == message.id else f"post:{message.id}"
         delivered = await session.scalar(
             select(func.count()).select_from(OutboxItem).where(
-                OutboxItem.idempotency_key.in_(
-                    [f"post:{message.id}", f"create:{message.ticket_id}"]),
-                OutboxItem.status != "pending",
-            )
-        )
+                OutboxItem.idempotency_key == key, OutboxItem.status != "pending"))
         return None if delivered else message
 
     async def _new_message(

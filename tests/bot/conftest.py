@@ -53,6 +53,8 @@ def make_settings(server: FakeTelegramServer, database_url: str, redis_url: str 
         "provider": "local",
         "poll_interval_seconds": 0.3,
         "agent_language": "en",
+        # Fast group pacing keeps flow tests short; the pacing tests set the real 20.
+        "telegram_group_per_minute": 120,
     }
     values.update(overrides)
     return Settings(_env_file=None, **values)  # type: ignore[call-arg]
