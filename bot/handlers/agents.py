@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
-from aiogram import F, Router
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from aiogram import BaseMiddleware, F, Router
 from aiogram.filters import Command, CommandObject
 from aiogram.fsm.context import FSMContext
 from aiogram.fsm.state import State, StatesGroup
-from aiogram.types import CallbackQuery, Message
+from aiogram.types import CallbackQuery, Message, TelegramObject
 
 from bot import keyboards
 from bot.callbacks import AgentCb
@@ -202,6 +205,23 @@ async def agent_chat_other(message: Message) -> None:
     unless they are commands (those get a refusal above)."""
 
 
+class RememberAgents(BaseMiddleware):
+    """Records every agent who acts in the agent chat, so `/assign @username`
+    can find them (the Bot API cannot look a username up)."""
+
+    def __init__(self) -> None:
+        self._seen: set[tuple[int, str, str | None]] = set()
+
+    async def __call__(self, handler: Callable[[TelegramObject, dict[str, Any]], Awaitable[Any]],
+                       event: TelegramObject, data: dict[str, Any]) -> Any:
+        user = data.get("event_from_user")
+        tickets: TicketService = data["tickets"]
+        if user is not None and (user.id, user.full_name, user.username) not in self._seen:
+            await tickets.remember_agent(tg_user(user))
+            self._seen.add((user.id, user.full_name, user.username))
+        return await handler(event, data)
+
+
 def setup() -> Router:
     router = Router(name=__name__)
 
@@ -209,6 +229,8 @@ def setup() -> Router:
     group = Router(name=f"{__name__}.group")
     group.message.filter(InAgentChat(), IsAgent())
     group.callback_query.filter(InAgentChat(), IsAgent())
+    group.message.middleware(RememberAgents())
+    group.callback_query.middleware(RememberAgents())
     group.message.register(take, Command("take"))
     group.message.register(assign, Command("assign"))
     group.message.register(close, Command("close"))
@@ -224,9 +246,10 @@ def setup() -> Router:
 
     # Agents' own private chat with the bot: account linking and stats.
     private = Router(name=f"{__name__}.private")
-    private.message.filter(F.chat.type == "private", IsAgent())
-    private.message.register(link, Command("link"))
-    private.message.register(stats, Command("stats"))
+    private.message.filter(F.chat.type == "private")
+    # The command first: customers' messages never cost a getChatMember call.
+    private.message.register(link, Command("link"), IsAgent())
+    private.message.register(stats, Command("stats"), IsAgent())
 
     # Everyone else who tries agent things.
     refusals = Router(name=f"{__name__}.refusals")

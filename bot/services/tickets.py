@@ -151,6 +151,10 @@ class TicketService:
                         {"ticket_id": ticket.id, "key": key})
         self._signal.notify()
 
+    async def remember_agent(self, user: TgUser) -> None:
+        async with self._sessionmaker.begin() as session:
+            await self._agent(session, user)
+
     async def _agent(self, session: AsyncSession, user: TgUser) -> Agent:
         agent = await session.scalar(select(Agent).where(Agent.tg_user_id == user.tg_user_id))
         if agent is None:

@@ -126,4 +126,6 @@ async def test_sigkill_during_burst_loses_and_duplicates_nothing(
         if any(counts[m] > 1 for m in MARK.findall(r["text"] or "")))
     assert await inbound_count(engine) == len(sent_marks)
     await engine.dispose()
-    assert "Traceback" not in log.read_text(), log.read_text()[-3000:]
+    log_text = log.read_text()
+    assert "Traceback" not in log_text, log_text[-3000:]
+    assert TOKEN not in log_text  # secrets are never logged
