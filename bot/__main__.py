@@ -7,8 +7,9 @@ import asyncio
 import logging
 import sys
 from collections.abc import Sequence
+from typing import Any, cast
 
-from sqlalchemy import select, update
+from sqlalchemy import CursorResult, select, update
 
 from bot.config import DatabaseSettings, Settings
 from bot.db import migrate as migrations
@@ -97,8 +98,8 @@ async def _outbox_replay(url: str, ids: list[int]) -> int:
                          .values(status="pending", attempts=0, next_attempt_at=utcnow()))
             if ids:
                 statement = statement.where(OutboxItem.id.in_(ids))
-            result = await session.execute(statement)
-        print(f"{result.rowcount} dead letter(s) queued again")  # type: ignore[attr-defined]
+            result = cast("CursorResult[Any]", await session.execute(statement))
+        print(f"{result.rowcount} dead letter(s) queued again")
     finally:
         await engine.dispose()
     return 0

@@ -131,7 +131,7 @@ class OutboxDispatcher:
         *,
         max_attempts: int = 10,
         concurrency: int = 16,
-        file_fetcher: Callable[[str], Any] | None = None,
+        file_fetcher: Callable[[str], Awaitable[bytes]] | None = None,
     ) -> None:
         self._sm = sessionmaker
         self._bot = bot
@@ -564,11 +564,12 @@ class OutboxDispatcher:
             if media is None:
                 return None
             await self._slot(chat_id)
-            method = {
+            senders: dict[str, Callable[..., Awaitable[TgMessage]]] = {
                 "photo": self._bot.send_photo, "voice": self._bot.send_voice,
                 "video": self._bot.send_video, "audio": self._bot.send_audio,
                 "animation": self._bot.send_animation,
-            }.get(file.kind, self._bot.send_document)
+            }
+            method = senders.get(file.kind, self._bot.send_document)
             return await method(chat_id, media, caption=caption,
                                 parse_mode="HTML" if caption else None, **kwargs)
 

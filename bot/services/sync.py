@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from datetime import datetime
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -53,7 +54,7 @@ class SyncService:
         self._bridge = bridge
         self._signal = signal
         self.provider = provider
-        self.last_success_at = None
+        self.last_success_at: datetime | None = None
 
     async def poll_once(self) -> PollReport:
         async with self._sm() as session:

@@ -691,7 +691,7 @@ class TicketService:
                 .where(Ticket.first_reply_at.is_not(None),
                        Ticket.created_at >= now - timedelta(days=30))
             )
-            waits = [(r - c).total_seconds() / 60 for c, r in replied]
+            waits = [(r - c).total_seconds() / 60 for c, r in replied if r is not None]
             per_agent = (await session.execute(
                 select(Ticket.assignee_name, func.count())
                 .where(Ticket.status.in_(OPEN_STATUSES), Ticket.assignee_name.is_not(None))
@@ -705,7 +705,7 @@ class TicketService:
             avg_first_reply_minutes=sum(waits) / len(waits) if waits else None,
             avg_rating=float(ratings[0]) if ratings[0] is not None else None,
             ratings=ratings[1] or 0,
-            per_agent=[(name, count) for name, count in per_agent],
+            per_agent=[(name or "", count) for name, count in per_agent],
         )
 
 
