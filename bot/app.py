@@ -32,6 +32,7 @@ from bot.services.outbox import OutboxSignal
 from bot.services.pacing import TelegramPacer
 from bot.services.sync import SyncService
 from bot.services.tickets import TicketService
+from bot.web import Metrics, start_http
 from bridges.base import HelpdeskBridge
 from bridges.registry import BridgeDeps, create_bridge
 
@@ -56,6 +57,7 @@ class App:
     signal: OutboxSignal
     agent_chat: AgentChat
     http: httpx.AsyncClient
+    metrics: Metrics
     _stop: asyncio.Event = field(default_factory=asyncio.Event)
 
     async def poll_provider(self) -> None:
@@ -90,6 +92,7 @@ class App:
         delivery = asyncio.create_task(self.outbox.run(self._stop), name="outbox")
         self.schedule()
         self.scheduler.start()
+        http = await start_http(self) if self.settings.http_listen else None
         try:
             await self.dispatcher.start_polling(
                 self.bot, handle_as_tasks=False, close_bot_session=False,
@@ -100,6 +103,8 @@ class App:
             self.signal.notify()
             self.scheduler.shutdown(wait=False)
             await delivery
+            if http is not None:
+                await http.cleanup()
 
     async def aclose(self) -> None:
         await self.bridge.aclose()
@@ -168,9 +173,10 @@ async def build_app(
         response.raise_for_status()
         return response.content
 
+    metrics = Metrics()
     outbox = OutboxDispatcher(sessionmaker, bot, bridge, signal, pacer, agent_chat,
                               max_attempts=settings.outbox_max_attempts,
-                              file_fetcher=fetch_url)
+                              file_fetcher=fetch_url, metrics=metrics)
     dispatcher = Dispatcher(storage=make_storage(settings),
                             fsm_strategy=FSMStrategy.USER_IN_TOPIC)
     dispatcher.include_router(handlers.setup())
@@ -181,4 +187,5 @@ async def build_app(
     scheduler = AsyncIOScheduler()
     return App(settings=settings, engine=engine, sessionmaker=sessionmaker, bot=bot,
                dispatcher=dispatcher, bridge=bridge, tickets=tickets, sync=sync, outbox=outbox,
-               scheduler=scheduler, signal=signal, agent_chat=agent_chat, http=http)
+               scheduler=scheduler, signal=signal, agent_chat=agent_chat, http=http,
+               metrics=metrics)

@@ -58,6 +58,7 @@ from bot.i18n import gettext
 from bot.services import render
 from bot.services.outbox import Kind, OutboxSignal, agent_lane, enqueue
 from bot.services.pacing import TelegramPacer
+from bot.web import Metrics
 from bridges import base
 from bridges.errors import BridgeError, Invalid, NotFound, RateLimited
 
@@ -132,6 +133,7 @@ class OutboxDispatcher:
         max_attempts: int = 10,
         concurrency: int = 16,
         file_fetcher: Callable[[str], Awaitable[bytes]] | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
         self._sm = sessionmaker
         self._bot = bot
@@ -143,8 +145,7 @@ class OutboxDispatcher:
         self._limit = asyncio.Semaphore(concurrency)
         self._fetch_url = file_fetcher
         self._busy_lanes: set[str] = set()
-        self.delivered = 0
-        self.failed = 0
+        self._metrics = metrics or Metrics()
 
     # ------------------------------------------------------------------ loop
 
@@ -218,6 +219,7 @@ class OutboxDispatcher:
             except Deferred as wait:
                 await self._reschedule(row, wait.delay, count=False)
             except TelegramRetryAfter as exc:
+                self._metrics.telegram_429.inc()
                 self._pacer.pause(self._chat_of_retry(row), exc.retry_after)
                 await self._reschedule(row, exc.retry_after, count=False,
                                        error=f"429 retry after {exc.retry_after}")
@@ -258,7 +260,7 @@ class OutboxDispatcher:
                 .where(OutboxItem.id.in_([row.id, *outcome.also_done]))
                 .values(status="done", delivered_at=utcnow(), last_error=None)
             )
-        self.delivered += 1 + len(outcome.also_done)
+        self._metrics.deliveries.inc(1 + len(outcome.also_done))
 
     async def _reschedule(self, row: OutboxItem, delay: float, *, count: bool,
                           error: str | None = None) -> None:
@@ -282,7 +284,7 @@ class OutboxDispatcher:
 
     async def _bury(self, row: OutboxItem, error: str) -> None:
         log.error("outbox row %s (%s) is a dead letter: %s", row.id, row.kind, error)
-        self.failed += 1
+        self._metrics.failures.inc()
         async with self._sm.begin() as session:
             await session.execute(
                 update(OutboxItem).where(OutboxItem.id == row.id)
@@ -611,7 +613,7 @@ class OutboxDispatcher:
                 await session.execute(
                     update(OutboxItem).where(OutboxItem.id.in_(part.also_done))
                     .values(status="done", delivered_at=utcnow(), last_error=None))
-        self.delivered += len(part.also_done)
+        self._metrics.deliveries.inc(len(part.also_done))
 
     async def _mirror(self, row: OutboxItem) -> Outcome:
         message, files = await self._message(row.payload["message_id"])

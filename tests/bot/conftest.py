@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import socket
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -42,6 +43,12 @@ async def tg(forum: bool) -> AsyncIterator[FakeTelegramServer]:
         yield server
 
 
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
 def make_settings(server: FakeTelegramServer, database_url: str, redis_url: str | None,
                   **overrides: Any) -> Settings:
     values: dict[str, Any] = {
@@ -55,6 +62,7 @@ def make_settings(server: FakeTelegramServer, database_url: str, redis_url: str 
         "agent_language": "en",
         # Fast group pacing keeps flow tests short; the pacing tests set the real 20.
         "telegram_group_per_minute": 120,
+        "http_listen": f"127.0.0.1:{free_port()}",
     }
     values.update(overrides)
     return Settings(_env_file=None, **values)  # type: ignore[call-arg]
