@@ -33,6 +33,8 @@ class Capability(enum.StrEnum):
     KNOWLEDGE_BASE = "knowledge_base"
     DEPARTMENTS = "departments"
     INCREMENTAL_POLL = "incremental_poll"
+    REFER = "refer"  # hand a ticket to another department or person (Zenlix refer_ticket)
+    AGENT_ACCOUNTS = "agent_accounts"  # agents can link their own helpdesk account (/link)
 
 
 Capabilities = frozenset[Capability]
@@ -270,6 +272,13 @@ class HelpdeskBridge(Protocol):
         """Everything that changed since `cursor` (None: start from now,
         returning no history), oldest first."""
 
+    async def refer(
+        self, remote_ticket_id: str, target: str, actor: AgentIdentity | None = None
+    ) -> RemoteTicket:
+        """Hand the ticket to a department or person named by `target` (a
+        department title or id, or a login); raises NotFound for an unknown
+        target. Only for bridges with Capability.REFER."""
+
     async def list_departments(self) -> Sequence[Department]:
         """Departments/subjects/groups a customer may choose from."""
 
@@ -278,8 +287,18 @@ class HelpdeskBridge(Protocol):
     ) -> Sequence[KnowledgeArticle]:
         """Knowledge-base search; customers see public, active articles only."""
 
-    async def find_agent(self, login: str) -> AgentIdentity | None:
-        """Look a provider account up by login or e-mail (for `/link`)."""
+    async def find_agent(self, login: str, secret: str | None = None) -> AgentIdentity | None:
+        """Look a provider account up by login or e-mail (for `/link`).
+
+        `secret` is a password for providers that can only link an account by
+        signing in (the bridge keeps what the sign-in returns, e.g. an API
+        key, never the password). The returned `remote_agent_id` is stored by
+        the bot and handed back in every `AgentIdentity` of that agent."""
+
+    def missing_contact(self, customer: CustomerIdentity) -> bool:
+        """True when the provider cannot identify this customer without a
+        phone number or e-mail; the bot then asks the customer to share their
+        contact (Telegram's contact button) before opening the ticket."""
 
     async def aclose(self) -> None:
         """Release connections."""

@@ -12,12 +12,13 @@ from bot.config import DatabaseSettings
 from bot.db.models import Base
 from bot.db.session import create_engine
 from bridges.local.models import LocalDeskBase
+from bridges.state import BridgeStateBase
 
 config = context.config
 if config.config_file_name is not None and config.attributes.get("configure_logger", True):
     fileConfig(config.config_file_name, disable_existing_loggers=False)
 
-target_metadata = [Base.metadata, LocalDeskBase.metadata]
+target_metadata = [Base.metadata, LocalDeskBase.metadata, BridgeStateBase.metadata]
 
 
 def database_url() -> str:

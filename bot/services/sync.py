@@ -13,10 +13,10 @@ import logging
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from bot.db.models import Attachment, Message, PollCursor, Ticket, utcnow
+from bot.db.models import Attachment, Message, OutboxItem, PollCursor, Ticket, utcnow
 from bot.services.formatting import helpdesk_html_to_telegram
 from bot.services.outbox import (
     Kind,
@@ -24,6 +24,7 @@ from bot.services.outbox import (
     agent_lane,
     customer_lane,
     enqueue,
+    provider_lane,
 )
 from bot.services.tickets import notify_status
 from bridges import base
@@ -105,6 +106,9 @@ class SyncService:
         return await session.scalar(select(Ticket).where(
             Ticket.provider == self.provider, Ticket.remote_ticket_id == remote_ticket_id))
 
+    async def _has_pending_changes(self, session: AsyncSession, ticket_id: int) -> bool:
+        return await _pending_provider_rows(session, ticket_id) > 0
+
     async def _import_message(self, session: AsyncSession, remote: base.RemoteMessage) -> int:
         ticket = await self._ticket(session, remote.remote_ticket_id)
         if ticket is None:
@@ -179,6 +183,10 @@ class SyncService:
         if ticket is None:
             return 0
         own = bool(event.origin_key and event.origin_key.startswith(_OWN_KEY_PREFIXES))
+        if await self._has_pending_changes(session, ticket.id):
+            # Our own change is still on its way to the helpdesk: the bot's
+            # state is ahead of what the helpdesk reported; its later event wins.
+            return 0
         changed = False
         if remote.status.value != ticket.status:
             ticket.status = remote.status.value
@@ -198,6 +206,13 @@ class SyncService:
             ticket.updated_at = utcnow()
             enqueue(session, Kind.CARD, agent_lane(ticket.id), {"ticket_id": ticket.id})
         return int(changed and not own)
+
+
+async def _pending_provider_rows(session: AsyncSession, ticket_id: int) -> int:
+    return await session.scalar(
+        select(func.count()).select_from(OutboxItem).where(
+            OutboxItem.lane == provider_lane(ticket_id), OutboxItem.status == "pending",
+            OutboxItem.kind.in_((Kind.UPDATE_TICKET.value, Kind.CREATE_TICKET.value)))) or 0
 
 
 def _normalise(text: str) -> str:

@@ -74,7 +74,8 @@ _EVENT_ORDER_LOCK = 0x6C6F63616C  # "local"
 class LocalDeskBridge:
     name: str = PROVIDER
     # The local desk has no departments: `list_departments` returns none.
-    capabilities: Capabilities = frozenset(Capability) - {Capability.DEPARTMENTS}
+    capabilities: Capabilities = frozenset(Capability) - {Capability.DEPARTMENTS,
+                                                           Capability.REFER}
     # The desk keeps the sender's file handle (`Attachment.ref`), not the bytes.
     uploads_files: bool = False
 
@@ -331,7 +332,15 @@ class LocalDeskBridge:
             rows = (await session.scalars(statement.limit(limit))).all()
             return [article_from_row(row) for row in rows]
 
-    async def find_agent(self, login: str) -> AgentIdentity | None:
+    async def refer(
+        self, remote_ticket_id: str, target: str, actor: AgentIdentity | None = None
+    ) -> RemoteTicket:
+        raise Invalid("the local desk has no departments to refer to", provider=self.name)
+
+    def missing_contact(self, customer: CustomerIdentity) -> bool:
+        return False  # the desk knows customers by their Telegram id
+
+    async def find_agent(self, login: str, secret: str | None = None) -> AgentIdentity | None:
         """Gets or creates the local desk account for `login`: in the local
         desk, linking means choosing the name one's replies carry."""
         login = login.strip()

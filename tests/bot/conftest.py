@@ -13,6 +13,7 @@ import pytest
 
 from bot.app import App, build_app
 from bot.config import Settings
+from bridges.base import HelpdeskBridge
 from tests.fakes.telegram_server import FakeTelegramServer
 
 TOKEN = "123456:TEST-token-for-deskbridge-tests"
@@ -69,8 +70,11 @@ def make_settings(server: FakeTelegramServer, database_url: str, redis_url: str 
 
 
 @contextlib.asynccontextmanager
-async def running(settings: Settings) -> AsyncIterator[App]:
-    app = await build_app(settings)
+async def running(settings: Settings, bridge: HelpdeskBridge | None = None
+                  ) -> AsyncIterator[App]:
+    """The bot, polling the fake server, until the block ends. Pass `bridge`
+    to use one built by the test (e.g. against a fake helpdesk)."""
+    app = await build_app(settings, bridge=bridge)
     task = asyncio.create_task(app.run_polling(handle_signals=False))
     try:
         yield app

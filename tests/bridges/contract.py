@@ -1,7 +1,8 @@
 """Harnesses for the bridge contract suite (`test_contract.py`).
 
 Every bridge runs the same behavioural tests. A provider joins the suite by
-appending one `BridgeHarness` to `HARNESSES`: its `make(options)` is an async
+adding a module `harness_<provider>.py` here that defines `HARNESS`, a
+`BridgeHarness`: its `make(options)` is an async
 context manager that builds the bridge against whatever stands in for the
 helpdesk (the local desk's tables, a fake helpdesk on loopback...), yields
 `(bridge, helpers)` and tears everything down on exit. `helpers` does what
@@ -10,6 +11,7 @@ the suite needs beyond the contract, acting as the helpdesk itself.
 
 from __future__ import annotations
 
+import importlib
 import os
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
@@ -160,13 +162,24 @@ def _is_postgresql(url: str) -> bool:
     return make_url(url).get_backend_name() == "postgresql"
 
 
-HARNESSES: list[BridgeHarness] = [
-    BridgeHarness(
-        name="local",
-        make=_make_local,
-        capabilities=frozenset(Capability) - {Capability.DEPARTMENTS},
-        echoes_origin_key=True,
-        echoes_attachment_ref=True,
-        page_size_configurable=True,
-    ),
-]
+LOCAL_HARNESS = BridgeHarness(
+    name="local",
+    make=_make_local,
+    capabilities=frozenset(Capability) - {Capability.DEPARTMENTS, Capability.REFER},
+    echoes_origin_key=True,
+    echoes_attachment_ref=True,
+    page_size_configurable=True,
+)
+
+
+def _discover() -> list[BridgeHarness]:
+    """The local desk's harness, then `HARNESS` of every `harness_<provider>.py`
+    beside this file: a provider joins the suite by adding that one module."""
+    found = [LOCAL_HARNESS]
+    for path in sorted(Path(__file__).parent.glob("harness_*.py")):
+        module = importlib.import_module(f"{__package__}.{path.stem}")
+        found.append(module.HARNESS)
+    return found
+
+
+HARNESSES: list[BridgeHarness] = _discover()

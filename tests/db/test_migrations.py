@@ -14,6 +14,7 @@ from bot.db.migrate import alembic_config, downgrade, upgrade
 from bot.db.models import Base
 from bot.db.session import create_engine
 from bridges.local.models import LocalDeskBase
+from bridges.state import BridgeStateBase
 
 
 def _revisions(url: str) -> list[tuple[str, str]]:
@@ -37,7 +38,8 @@ async def test_head_matches_models(migrated_url: str) -> None:
 
     def diff(connection):  # type: ignore[no-untyped-def]
         context = MigrationContext.configure(connection, opts={"compare_type": True})
-        return compare_metadata(context, [Base.metadata, LocalDeskBase.metadata])
+        return compare_metadata(
+            context, [Base.metadata, LocalDeskBase.metadata, BridgeStateBase.metadata])
 
     def tables(connection):  # type: ignore[no-untyped-def]
         return set(inspect(connection).get_table_names())
@@ -49,4 +51,4 @@ async def test_head_matches_models(migrated_url: str) -> None:
     finally:
         await engine.dispose()
     assert {"tickets", "messages", "outbox", "tg_links", "poll_cursors",
-            "local_tickets", "local_events"} <= names
+            "local_tickets", "local_events", "bridge_state"} <= names
