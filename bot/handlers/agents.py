@@ -30,16 +30,23 @@ class NoteInput(StatesGroup):
 
 
 async def _ticket_here(message: Message, tickets: TicketService, agent_chat: AgentChat) -> int:
+    ticket_id = await _ticket_of(message, tickets, agent_chat)
+    if ticket_id is None:
+        raise UserFacingError("agent.not_in_ticket")
+    return ticket_id
+
+
+async def _ticket_of(message: Message, tickets: TicketService, agent_chat: AgentChat
+                     ) -> int | None:
     reply = message.reply_to_message
-    ticket_id = await tickets.ticket_for_agent_message(
+    from_bot = reply is not None and reply.from_user is not None and reply.from_user.is_bot
+    return await tickets.ticket_for_agent_message(
         message.chat.id,
         message.message_thread_id if message.is_topic_message else None,
         reply.message_id if reply is not None else None,
         forum=agent_chat.forum,
+        reply_text=(reply.text or reply.caption) if reply is not None and from_bot else None,
     )
-    if ticket_id is None:
-        raise UserFacingError("agent.not_in_ticket")
-    return ticket_id
 
 
 async def take(message: Message, tickets: TicketService, agent_chat: AgentChat) -> None:
@@ -135,10 +142,7 @@ async def reply_or_note(message: Message, tickets: TicketService, agent_chat: Ag
                         state: FSMContext) -> None:
     """Anything an agent writes in a ticket's topic goes to the customer; a
     leading `#` (or the card's Note button) makes it an internal note."""
-    reply = message.reply_to_message
-    ticket_id = await tickets.ticket_for_agent_message(
-        message.chat.id, message.message_thread_id if message.is_topic_message else None,
-        reply.message_id if reply is not None else None, forum=agent_chat.forum)
+    ticket_id = await _ticket_of(message, tickets, agent_chat)
     if ticket_id is None:
         return  # agents talking among themselves
     text = message.text or message.caption or ""

@@ -47,7 +47,7 @@ def card(ticket: Ticket, customer: Customer, opening: Message | None, lang: str)
         who += f" (@{escape(customer.username)})"
     lines = [
         f"🎫 <b>#{escape(number(ticket))} {escape(ticket.subject)}</b>",
-        gettext(lang, "card.status", status=gettext(lang, f"status.{ticket.status}"),
+        gettext(lang, "card.status", status=gettext(lang, f"card.status_{ticket.status}"),
                 priority=gettext(lang, f"priority.{ticket.priority}")),
         gettext(lang, "card.customer", customer=who, tg_id=customer.tg_user_id),
         gettext(lang, "card.assignee",

@@ -8,6 +8,7 @@ directly, except `link_agent`, which only reads the provider's accounts.
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import func, select
@@ -50,6 +51,8 @@ from bridges.base import Capabilities, Capability, HelpdeskBridge, Priority, Tic
 # an album's message wait this long so all files travel together.
 ALBUM_WAIT_SECONDS = 2.0
 PAGE_SIZE = 5
+# How the bot's messages about a ticket begin in the agent chat (render.py).
+TICKET_TAG = re.compile(r"^(?:🎫 )?#([\w-]+)")
 SUBJECT_MAX = 120
 OPEN_STATUSES = (TicketStatus.OPEN.value, TicketStatus.WAITING.value)
 
@@ -511,10 +514,15 @@ class TicketService:
     # ------------------------------------------------------------ agent side
 
     async def ticket_for_agent_message(
-        self, chat_id: int, thread_id: int | None, reply_to: int | None, *, forum: bool
+        self, chat_id: int, thread_id: int | None, reply_to: int | None, *, forum: bool,
+        reply_text: str | None = None,
     ) -> int | None:
         """Which ticket an agent's message in the agent chat belongs to: its
-        forum topic, or (without topics) the ticket message it replies to."""
+        forum topic, or (without topics) the ticket message it replies to.
+
+        The bot's ticket messages start with `#<number>`; that tag is the
+        fallback when the replied-to message has no link (yet): its link is
+        written just after Telegram accepted it, and an agent may be faster."""
         async with self._sessionmaker() as session:
             if forum and thread_id is not None:
                 ticket_id = await session.scalar(
@@ -523,10 +531,17 @@ class TicketService:
                 if ticket_id is not None:
                     return ticket_id
             if reply_to is not None:
-                return await session.scalar(
+                ticket_id = await session.scalar(
                     select(TgLink.ticket_id).where(TgLink.tg_chat_id == chat_id,
                                                    TgLink.tg_message_id == reply_to)
                 )
+                if ticket_id is not None:
+                    return ticket_id
+            tag = TICKET_TAG.match(reply_text or "")
+            if tag is not None:
+                return await session.scalar(
+                    select(Ticket.id).where(Ticket.provider == self.provider,
+                                            Ticket.number == tag.group(1)))
         return None
 
     async def agent_message(
