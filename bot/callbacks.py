@@ -16,6 +16,11 @@ class CustomerCb(CallbackData, prefix="c"):
     value: int = 0
 
 
+class DepartmentCb(CallbackData, prefix="d"):
+    draft_id: int
+    department_id: str
+
+
 class AgentCb(CallbackData, prefix="a"):
     action: str  # take | close | reopen | prio | setprio | note | back
     ticket_id: int

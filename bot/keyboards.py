@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from aiogram.types import InlineKeyboardMarkup
+from aiogram.types import InlineKeyboardMarkup, KeyboardButton, ReplyKeyboardMarkup
 from aiogram.utils.keyboard import InlineKeyboardBuilder
 
-from bot.callbacks import AgentCb, CustomerCb, MenuCb
+from bot.callbacks import AgentCb, CustomerCb, DepartmentCb, MenuCb
 from bot.i18n import gettext
 from bot.services.types import Page, TicketSummary
-from bridges.base import Capabilities, Capability, Priority, TicketStatus
+from bridges.base import Capabilities, Capability, Department, Priority, TicketStatus
 
 STATUS_ICON = {"open": "🟢", "waiting": "🟡", "closed": "⚪️"}
 
@@ -89,6 +89,22 @@ def choose_ticket(lang: str, draft_id: int, choices: Sequence[TicketSummary]
               callback_data=CustomerCb(action="new", value=draft_id))
     kb.adjust(1)
     return kb.as_markup()
+
+
+def departments(draft_id: int, choices: Sequence[Department]) -> InlineKeyboardMarkup:
+    kb = InlineKeyboardBuilder()
+    for department in choices[:30]:
+        kb.button(text=department.title[:64],
+                  callback_data=DepartmentCb(draft_id=draft_id, department_id=department.remote_id))
+    kb.adjust(1)
+    return kb.as_markup()
+
+
+def share_contact(lang: str) -> ReplyKeyboardMarkup:
+    return ReplyKeyboardMarkup(
+        keyboard=[[KeyboardButton(text=gettext(lang, "customer.contact_button"),
+                                  request_contact=True)]],
+        resize_keyboard=True, one_time_keyboard=True)
 
 
 def agent_card(lang: str, ticket_id: int, status: str, caps: Capabilities

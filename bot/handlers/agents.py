@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiogram import BaseMiddleware, F, Router
+from aiogram.exceptions import TelegramAPIError
 from aiogram.filters import Command, CommandObject
 from aiogram.fsm.context import FSMContext
 from aiogram.fsm.state import State, StatesGroup
@@ -91,6 +93,14 @@ async def note(message: Message, command: CommandObject, tickets: TicketService,
                                 incoming(message, text=command.args or ""), note=True)
 
 
+async def refer(message: Message, command: CommandObject, tickets: TicketService,
+                agent_chat: AgentChat) -> None:
+    if not command.args:
+        raise UserFacingError("agent.usage_refer")
+    ticket_id = await _ticket_here(message, tickets, agent_chat)
+    await tickets.refer(tg_user(message), ticket_id, command.args.strip())
+
+
 async def queue(message: Message, tickets: TicketService, agent_chat: AgentChat) -> None:
     lang = agent_chat.language
     items = await tickets.queue()
@@ -113,7 +123,16 @@ async def link(message: Message, command: CommandObject, tickets: TicketService)
     lang = pick_language(message.from_user.language_code if message.from_user else None)
     if not command.args:
         raise UserFacingError("agent.usage_link")
-    name = await tickets.link_agent(tg_user(message), command.args.strip())
+    login, _, secret = command.args.strip().partition(" ")
+    if secret and message.chat.type != "private":
+        # A password typed in the group: take it off the screen at once.
+        with contextlib.suppress(TelegramAPIError):
+            await message.delete()
+        raise UserFacingError("agent.link_password_private")
+    name = await tickets.link_agent(tg_user(message), login, secret.strip() or None)
+    if secret:
+        with contextlib.suppress(TelegramAPIError):
+            await message.delete()  # the bot keeps what the sign-in returned, not this
     await message.reply(gettext(lang, "agent.linked", name=render.escape(name)))
 
 
@@ -241,6 +260,7 @@ def setup() -> Router:
     group.message.register(reopen, Command("reopen"))
     group.message.register(priority, Command("priority"))
     group.message.register(note, Command("note"))
+    group.message.register(refer, Command("refer"))
     group.message.register(queue, Command("tickets", "queue"))
     group.message.register(link, Command("link"))
     group.message.register(stats, Command("stats"))

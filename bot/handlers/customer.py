@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import re
+
 from aiogram import Bot, F, Router
 from aiogram.filters import Command, CommandObject, CommandStart
 from aiogram.filters.chat_member_updated import KICKED, MEMBER, ChatMemberUpdatedFilter
 from aiogram.fsm.context import FSMContext
 from aiogram.fsm.state import State, StatesGroup
-from aiogram.types import CallbackQuery, ChatMemberUpdated, Message
+from aiogram.types import CallbackQuery, ChatMemberUpdated, Message, ReplyKeyboardRemove
 
 from bot import keyboards
-from bot.callbacks import CustomerCb, MenuCb
+from bot.callbacks import CustomerCb, DepartmentCb, MenuCb
 from bot.filters import AgentAccess
 from bot.handlers.convert import incoming, is_supported, tg_user
 from bot.i18n import LANGUAGES, gettext
@@ -19,11 +21,18 @@ from bot.services.tickets import TicketService
 from bot.services.types import CustomerResult, Outcome, TicketSummary
 from bridges.base import TicketStatus
 
-AGENT_COMMANDS = ("take", "assign", "close", "reopen", "priority", "note", "canned")
+AGENT_COMMANDS = ("take", "assign", "close", "reopen", "priority", "note", "refer", "canned")
 
 
 class NewRequest(StatesGroup):
     composing = State()
+
+
+class ContactNeeded(StatesGroup):
+    waiting = State()
+
+
+EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 
 
 async def _lang(tickets: TicketService, message_or_query: Message | CallbackQuery) -> str:
@@ -38,9 +47,13 @@ async def start(message: Message, command: CommandObject, tickets: TicketService
     lang = customer.language
     await message.answer(gettext(lang, "customer.greeting", name=render.escape(
         customer.full_name)), reply_markup=keyboards.main_menu(lang))
-    # Deep link: t.me/<bot>?start=new opens the new-request dialogue at once.
-    if command.args and command.args.strip().lower() in {"new", "request", "ticket"}:
+    # Deep links: t.me/<bot>?start=new opens the new-request dialogue at once;
+    # ?start=<department id> also files the request under that department.
+    payload = (command.args or "").strip()
+    departments = {d.remote_id for d in await tickets.departments()}
+    if payload.lower() in {"new", "request", "ticket"} or payload in departments:
         await state.set_state(NewRequest.composing)
+        await state.update_data(department_id=payload if payload in departments else None)
         await message.answer(gettext(lang, "customer.new_prompt"))
 
 
@@ -182,17 +195,64 @@ async def _show_ticket(message: Message, tickets: TicketService, *, user_query: 
 
 
 async def on_message(message: Message, tickets: TicketService, state: FSMContext) -> None:
-    force_new = await state.get_state() == NewRequest.composing.state
-    result = await tickets.handle_customer_message(incoming(message), force_new=force_new)
+    current = await state.get_state()
+    if current == ContactNeeded.waiting.state and message.text and EMAIL.match(
+            message.text.strip()):
+        result = await tickets.save_contact(tg_user(message), email=message.text.strip())
+        await state.clear()
+        await _answer_outcome(message, tickets, result)
+        return
+    force_new = current == NewRequest.composing.state
+    department_id = (await state.get_data()).get("department_id") if force_new else None
+    result = await tickets.handle_customer_message(incoming(message), force_new=force_new,
+                                                   department_id=department_id)
     if force_new and result.outcome != Outcome.DUPLICATE:
         await state.clear()
+    if result.outcome == Outcome.NEEDS_CONTACT:
+        await state.set_state(ContactNeeded.waiting)
     await _answer_outcome(message, tickets, result)
+
+
+async def on_contact(message: Message, tickets: TicketService, state: FSMContext) -> None:
+    lang = await _lang(tickets, message)
+    contact = message.contact
+    assert contact is not None and message.from_user is not None
+    if contact.user_id != message.from_user.id:
+        await message.reply(gettext(lang, "customer.own_contact_only"))
+        return
+    result = await tickets.save_contact(tg_user(message), phone=contact.phone_number)
+    await state.clear()
+    await _answer_outcome(message, tickets, result)
+
+
+async def on_department(query: CallbackQuery, callback_data: DepartmentCb,
+                        tickets: TicketService) -> None:
+    lang = await _lang(tickets, query)
+    ticket = await tickets.place_draft(tg_user(query), callback_data.draft_id, None,
+                                       callback_data.department_id)
+    await query.answer()
+    if isinstance(query.message, Message):
+        await query.message.edit_text(gettext(lang, "customer.placed", number=ticket.number))
 
 
 async def _answer_outcome(message: Message, tickets: TicketService, result: CustomerResult
                           ) -> None:
+    lang = await _lang(tickets, message)
+    if result.outcome == Outcome.NEEDS_CONTACT:
+        await message.reply(gettext(lang, "customer.need_contact"),
+                            reply_markup=keyboards.share_contact(lang))
+        return
+    if result.outcome == Outcome.NEEDS_DEPARTMENT:
+        assert result.draft_message_id is not None
+        await message.reply(gettext(lang, "customer.choose_department"),
+                            reply_markup=keyboards.departments(result.draft_message_id,
+                                                               result.departments))
+        return
+    if result.outcome in (Outcome.CREATED, Outcome.CONTACT_SAVED) and message.contact:
+        await message.answer(gettext(lang, "customer.contact_saved"),
+                             reply_markup=ReplyKeyboardRemove())
+        return
     if result.outcome in (Outcome.NEEDS_CHOICE, Outcome.TICKET_CLOSED):
-        lang = await _lang(tickets, message)
         assert result.draft_message_id is not None
         if result.outcome == Outcome.TICKET_CLOSED:
             closed: TicketSummary | None = result.ticket
@@ -238,10 +298,12 @@ def setup() -> Router:
     router.message.register(my_tickets, Command("tickets", "my"))
     router.message.register(switch_language, Command("language", "lang"))
     router.message.register(agent_command_in_private, Command(*AGENT_COMMANDS))
+    router.message.register(on_contact, F.contact)
     router.message.register(on_message, is_supported)
     router.message.register(unsupported)
     router.callback_query.register(on_menu, MenuCb.filter())
     router.callback_query.register(on_ticket, CustomerCb.filter())
+    router.callback_query.register(on_department, DepartmentCb.filter())
     router.my_chat_member.register(blocked, ChatMemberUpdatedFilter(member_status_changed=KICKED))
     router.my_chat_member.register(unblocked,
                                    ChatMemberUpdatedFilter(member_status_changed=MEMBER))

@@ -35,7 +35,7 @@ async def _tell(event: ErrorEvent, text: str, target: object) -> None:
     if update.callback_query is not None:
         await update.callback_query.answer(text, show_alert=True)
     elif update.message is not None:
-        await update.message.reply(text)
+        await update.message.reply(text, allow_sending_without_reply=True)
 
 
 async def on_user_facing(event: ErrorEvent, tickets: TicketService, settings: object) -> None:

@@ -56,6 +56,7 @@ from bot.db.models import (
 )
 from bot.i18n import gettext
 from bot.services import render
+from bot.services.identity import agent_identity, customer_identity
 from bot.services.outbox import Kind, OutboxSignal, agent_lane, enqueue
 from bot.services.pacing import TelegramPacer
 from bot.web import Metrics
@@ -309,6 +310,7 @@ class OutboxDispatcher:
             Kind.CREATE_TICKET: self._create_ticket,
             Kind.POST_MESSAGE: self._post_message,
             Kind.UPDATE_TICKET: self._update_ticket,
+            Kind.REFER: self._refer,
             Kind.MIRROR: self._mirror,
             Kind.CARD: self._card,
             Kind.AGENT_NOTICE: self._agent_notice,
@@ -348,7 +350,7 @@ class OutboxDispatcher:
             return Outcome()
         message, files = await self._message(row.payload["message_id"])
         remote = await self._bridge.create_ticket(base.NewTicket(
-            customer=_customer_identity(customer),
+            customer=customer_identity(customer),
             subject=ticket.subject,
             text=message.text,
             attachments=await self._provider_files(files),
@@ -387,7 +389,7 @@ class OutboxDispatcher:
         key = row.idempotency_key
         if message.author_kind == "customer":
             remote = await self._bridge.post_customer_message(
-                ticket.remote_ticket_id, _customer_identity(customer), message.text,
+                ticket.remote_ticket_id, customer_identity(customer), message.text,
                 await self._provider_files(files), idempotency_key=key)
         elif message.author_kind == "note":
             remote = await self._bridge.post_note(
@@ -431,14 +433,28 @@ class OutboxDispatcher:
         )
         return Outcome()
 
+    async def _refer(self, row: OutboxItem) -> Outcome:
+        payload = row.payload
+        remote_id = await self._remote_ticket_id(payload["ticket_id"])
+        actor = await self._agent_identity(payload.get("actor_agent_id"), None)
+        remote = await self._bridge.refer(remote_id, payload["target"], actor)
+
+        def apply(session: AsyncSession) -> Any:
+            return session.execute(update(Ticket).where(Ticket.id == payload["ticket_id"]).values(
+                assignee_name=remote.assignee_name, assignee_agent_id=None,
+                status=remote.status.value, updated_at=utcnow()))
+
+        async def refresh_card(session: AsyncSession) -> None:
+            enqueue(session, Kind.CARD, agent_lane(payload["ticket_id"]),
+                    {"ticket_id": payload["ticket_id"]})
+
+        return Outcome(apply=[apply, refresh_card])
+
     async def _agent_identity(self, agent_id: int | None, fallback_name: str | None
                               ) -> base.AgentIdentity:
         async with self._sm() as session:
             agent = await session.get(Agent, agent_id) if agent_id else None
-        if agent is None:
-            return base.AgentIdentity(agent_ref="bot", full_name=fallback_name or "Support")
-        return base.AgentIdentity(agent_ref=str(agent.tg_user_id), full_name=agent.full_name,
-                                  remote_agent_id=agent.remote_agent_id)
+        return agent_identity(agent, fallback_name)
 
     async def _provider_files(self, files: Sequence[Attachment]) -> list[base.Attachment]:
         uploads = self._bridge.uploads_files
@@ -784,9 +800,3 @@ class OutboxDispatcher:
                     {"ticket_id": ticket.id, "key": "agent.customer_blocked"})
             enqueue(session, Kind.CARD, agent_lane(ticket.id), {"ticket_id": ticket.id})
 
-
-def _customer_identity(customer: Customer) -> base.CustomerIdentity:
-    return base.CustomerIdentity(
-        customer_ref=str(customer.tg_user_id), full_name=customer.full_name,
-        username=customer.username, phone=customer.phone, email=customer.email,
-        language=customer.language, remote_customer_id=customer.remote_customer_id)

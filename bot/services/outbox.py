@@ -25,6 +25,7 @@ class Kind(enum.StrEnum):
     CREATE_TICKET = "provider.create_ticket"
     POST_MESSAGE = "provider.post_message"
     UPDATE_TICKET = "provider.update_ticket"
+    REFER = "provider.refer"
     MIRROR = "tg.mirror"  # a ticket message shown in the agent chat
     CARD = "tg.card"  # create or refresh the ticket card
     AGENT_NOTICE = "tg.agent_notice"

@@ -32,7 +32,7 @@ from bridges import base
 log = logging.getLogger("deskbridge.sync")
 
 # Keys the bot gives provider calls (see bot.services.tickets and delivery).
-_OWN_KEY_PREFIXES = ("post:", "create:", "provider.update_ticket:")
+_OWN_KEY_PREFIXES = ("post:", "create:", "provider.update_ticket:", "provider.refer:")
 
 
 @dataclass(frozen=True, slots=True)
@@ -212,7 +212,8 @@ async def _pending_provider_rows(session: AsyncSession, ticket_id: int) -> int:
     return await session.scalar(
         select(func.count()).select_from(OutboxItem).where(
             OutboxItem.lane == provider_lane(ticket_id), OutboxItem.status == "pending",
-            OutboxItem.kind.in_((Kind.UPDATE_TICKET.value, Kind.CREATE_TICKET.value)))) or 0
+            OutboxItem.kind.in_((Kind.UPDATE_TICKET.value, Kind.CREATE_TICKET.value,
+                                 Kind.REFER.value)))) or 0
 
 
 def _normalise(text: str) -> str:

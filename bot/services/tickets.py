@@ -9,6 +9,9 @@ directly, except `link_agent`, which only reads the provider's accounts.
 from __future__ import annotations
 
 import re
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import func, select
@@ -27,6 +30,7 @@ from bot.db.models import (
 )
 from bot.i18n import gettext, pick_language
 from bot.services.errors import NotSupported, TicketNotFound, UserFacingError
+from bot.services.identity import customer_identity
 from bot.services.outbox import (
     Kind,
     OutboxSignal,
@@ -45,12 +49,20 @@ from bot.services.types import (
     TgUser,
     TicketSummary,
 )
-from bridges.base import Capabilities, Capability, HelpdeskBridge, Priority, TicketStatus
+from bridges.base import (
+    Capabilities,
+    Capability,
+    Department,
+    HelpdeskBridge,
+    Priority,
+    TicketStatus,
+)
 
 # Album parts arrive as separate updates within a second or so; the rows of
 # an album's message wait this long so all files travel together.
 ALBUM_WAIT_SECONDS = 2.0
 PAGE_SIZE = 5
+DEPARTMENTS_TTL_SECONDS = 300.0
 # How the bot's messages about a ticket begin in the agent chat (render.py).
 TICKET_TAG = re.compile(r"^(?:🎫 )?#([\w-]+)")
 SUBJECT_MAX = 120
@@ -82,6 +94,19 @@ def summarize(ticket: Ticket, customer_name: str) -> TicketSummary:
     )
 
 
+@dataclass(frozen=True, slots=True)
+class NewTicketChoice:
+    """What a new ticket would be filed under."""
+
+    department_id: str | None
+    departments: Sequence[Department]
+
+
+def _only(departments: Sequence[Department]) -> str | None:
+    """With exactly one department there is nothing to choose."""
+    return departments[0].remote_id if len(departments) == 1 else None
+
+
 class TicketService:
     def __init__(
         self,
@@ -95,6 +120,7 @@ class TicketService:
         self._bridge = bridge
         self._signal = signal
         self.provider = provider
+        self._departments: tuple[float, tuple[Department, ...]] | None = None
 
     @property
     def capabilities(self) -> Capabilities:
@@ -172,14 +198,26 @@ class TicketService:
 
     # --------------------------------------------------------- customer side
 
+    async def departments(self) -> Sequence[Department]:
+        """What a new ticket may be filed under (cached: it rarely changes)."""
+        if Capability.DEPARTMENTS not in self._bridge.capabilities:
+            return ()
+        now = time.monotonic()
+        if self._departments is None or now - self._departments[0] > DEPARTMENTS_TTL_SECONDS:
+            self._departments = (now, tuple(await self._bridge.list_departments()))
+        return self._departments[1]
+
     async def handle_customer_message(
-        self, incoming: IncomingMessage, *, force_new: bool = False
+        self, incoming: IncomingMessage, *, force_new: bool = False,
+        department_id: str | None = None,
     ) -> CustomerResult:
         """Route a customer's message: a new ticket, the ticket they replied
         to, their selected or only open ticket, or a draft they must place."""
+        departments = await self.departments()
         try:
             async with self._sessionmaker.begin() as session:
-                result = await self._route_customer_message(session, incoming, force_new)
+                result = await self._route_customer_message(
+                    session, incoming, force_new, NewTicketChoice(department_id, departments))
         except IntegrityError:
             # The (chat, message) link exists: Telegram handed this update out again.
             return CustomerResult(Outcome.DUPLICATE)
@@ -187,7 +225,8 @@ class TicketService:
         return result
 
     async def _route_customer_message(
-        self, session: AsyncSession, incoming: IncomingMessage, force_new: bool
+        self, session: AsyncSession, incoming: IncomingMessage, force_new: bool,
+        choice: NewTicketChoice,
     ) -> CustomerResult:
         customer = await self._customer(session, incoming.sender)
         if await self._is_linked(session, incoming.tg_chat_id, incoming.tg_message_id):
@@ -226,7 +265,7 @@ class TicketService:
 
         open_tickets = [] if force_new else await self._open_tickets(session, customer.id)
         if not open_tickets:
-            return await self._open(session, customer, incoming)
+            return await self._open(session, customer, incoming, choice)
         selected = next((t for t in open_tickets if t.id == customer.selected_ticket_id), None)
         if selected is None and len(open_tickets) == 1:
             selected = open_tickets[0]
@@ -240,9 +279,15 @@ class TicketService:
         )
 
     async def place_draft(
-        self, user: TgUser, draft_message_id: int, ticket_id: int | None
+        self, user: TgUser, draft_message_id: int, ticket_id: int | None,
+        department_id: str | None = None,
     ) -> TicketSummary:
-        """The customer chose where a draft goes: `ticket_id`, or a new ticket."""
+        """The customer chose where a draft goes: `ticket_id`, or a new ticket
+        (in `department_id`, which must be one the provider offers)."""
+        departments = await self.departments()
+        if department_id is not None and department_id not in {
+                d.remote_id for d in departments}:
+            raise UserFacingError("errors.bad_request")  # forged callback data
         async with self._sessionmaker.begin() as session:
             customer = await self._customer(session, user)
             draft = await session.get(Message, draft_message_id)
@@ -252,7 +297,9 @@ class TicketService:
                 ticket = await self._owned_ticket(session, customer, draft.ticket_id)
                 return summarize(ticket, customer.full_name)
             if ticket_id is None:
-                ticket = await self._create_ticket_for(session, customer, draft)
+                ticket = await self._create_ticket_for(
+                    session, customer, draft,
+                    department_id=department_id or _only(departments))
             else:
                 ticket = await self._owned_ticket(session, customer, ticket_id)
                 if ticket.status == TicketStatus.CLOSED:
@@ -286,15 +333,61 @@ class TicketService:
                 {"message_id": message.id}, key=f"mirror:{message.id}", delay=delay)
 
     async def _open(
-        self, session: AsyncSession, customer: Customer, incoming: IncomingMessage
+        self, session: AsyncSession, customer: Customer, incoming: IncomingMessage,
+        choice: NewTicketChoice,
     ) -> CustomerResult:
         message = await self._new_message(session, customer, None, incoming)
-        ticket = await self._create_ticket_for(session, customer, message,
-                                               delay=self._album_delay(incoming))
+        waiting = self._what_is_missing(customer, choice, message.id)
+        if waiting is not None:
+            return waiting  # the message waits as a draft
+        ticket = await self._create_ticket_for(
+            session, customer, message, delay=self._album_delay(incoming),
+            department_id=choice.department_id or _only(choice.departments))
         return CustomerResult(Outcome.CREATED, summarize(ticket, customer.full_name))
 
+    def _what_is_missing(self, customer: Customer, choice: NewTicketChoice, draft_id: int
+                         ) -> CustomerResult | None:
+        """What the customer must give before a ticket can be opened."""
+        if self._bridge.missing_contact(customer_identity(customer)):
+            return CustomerResult(Outcome.NEEDS_CONTACT, draft_message_id=draft_id)
+        if choice.department_id is None and len(choice.departments) > 1:
+            return CustomerResult(Outcome.NEEDS_DEPARTMENT, draft_message_id=draft_id,
+                                  departments=choice.departments)
+        return None
+
+    async def save_contact(self, user: TgUser, *, phone: str | None = None,
+                           email: str | None = None) -> CustomerResult:
+        """The customer shared a phone number or typed an e-mail: remember it
+        and open the ticket their waiting messages were held for."""
+        departments = await self.departments()
+        async with self._sessionmaker.begin() as session:
+            customer = await self._customer(session, user)
+            if phone:
+                customer.phone = phone if phone.startswith("+") else f"+{phone}"
+            if email:
+                customer.email = email
+            drafts = list(await session.scalars(
+                select(Message).where(Message.customer_id == customer.id,
+                                      Message.ticket_id.is_(None)).order_by(Message.id)))
+            if not drafts:
+                return CustomerResult(Outcome.CONTACT_SAVED)
+            waiting = self._what_is_missing(customer, NewTicketChoice(None, departments),
+                                            drafts[0].id)
+            if waiting is not None:
+                return waiting
+            ticket = await self._create_ticket_for(session, customer, drafts[0],
+                                                   department_id=_only(departments))
+            for draft in drafts[1:]:
+                draft.ticket_id = ticket.id
+                await self._link_draft(session, draft, ticket)
+                self._enqueue_customer_message(session, ticket, draft)
+            result = CustomerResult(Outcome.CREATED, summarize(ticket, customer.full_name))
+        self._signal.notify()
+        return result
+
     async def _create_ticket_for(
-        self, session: AsyncSession, customer: Customer, message: Message, delay: float = 0.0
+        self, session: AsyncSession, customer: Customer, message: Message, delay: float = 0.0,
+        *, department_id: str | None = None,
     ) -> Ticket:
         fallback = gettext(customer.language, "customer.default_subject",
                            name=customer.full_name)
@@ -304,6 +397,7 @@ class TicketService:
             subject=subject_from_text(message.text, fallback),
             status=TicketStatus.OPEN.value,
             priority=Priority.NORMAL.value,
+            department_id=department_id,
         )
         session.add(ticket)
         await session.flush()
@@ -663,9 +757,11 @@ class TicketService:
         self._signal.notify()
         return summary
 
-    async def link_agent(self, user: TgUser, login: str) -> str:
-        """Map the agent to their helpdesk account (checked at the provider)."""
-        identity = await self._bridge.find_agent(login)
+    async def link_agent(self, user: TgUser, login: str, secret: str | None = None) -> str:
+        """Map the agent to their helpdesk account (checked at the provider;
+        a password, where the provider needs one, is passed on, never kept)."""
+        self.require(Capability.AGENT_ACCOUNTS)
+        identity = await self._bridge.find_agent(login, secret)
         if identity is None:
             raise UserFacingError("agent.link_not_found", login=login)
         async with self._sessionmaker.begin() as session:
@@ -673,6 +769,21 @@ class TicketService:
             agent.remote_agent_id = identity.remote_agent_id
             agent.remote_login = login
         return identity.full_name
+
+    async def refer(self, user: TgUser, ticket_id: int, target: str) -> TicketSummary:
+        """Hand the ticket to another department or person at the helpdesk."""
+        self.require(Capability.REFER)
+        async with self._sessionmaker.begin() as session:
+            actor = await self._agent(session, user)
+            ticket = await self._ticket(session, ticket_id)
+            enqueue(session, Kind.REFER, provider_lane(ticket.id),
+                    {"ticket_id": ticket.id, "target": target, "actor_agent_id": actor.id})
+            enqueue(session, Kind.AGENT_NOTICE, agent_lane(ticket.id),
+                    {"ticket_id": ticket.id, "key": "agent.referred",
+                     "params": {"target": target, "by": actor.full_name}})
+            summary = summarize(ticket, "")
+        self._signal.notify()
+        return summary
 
     async def ticket_summary(self, ticket_id: int) -> TicketSummary:
         async with self._sessionmaker() as session:

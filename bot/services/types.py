@@ -7,6 +7,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from bridges.base import Department
+
 
 @dataclass(frozen=True, slots=True)
 class TgUser:
@@ -47,6 +49,9 @@ class Outcome(enum.StrEnum):
     ALBUM_PART = "album_part"  # joined the message of its album
     NEEDS_CHOICE = "needs_choice"  # several open tickets: the customer picks
     TICKET_CLOSED = "ticket_closed"  # replied to a closed ticket's notification
+    NEEDS_CONTACT = "needs_contact"  # the provider needs a phone or e-mail first
+    NEEDS_DEPARTMENT = "needs_department"  # the customer picks a department first
+    CONTACT_SAVED = "contact_saved"  # a contact with nothing waiting for it
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,6 +75,7 @@ class CustomerResult:
     ticket: TicketSummary | None = None
     draft_message_id: int | None = None
     choices: Sequence[TicketSummary] = field(default_factory=tuple)
+    departments: Sequence[Department] = field(default_factory=tuple)
 
 
 @dataclass(frozen=True, slots=True)

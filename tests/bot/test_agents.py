@@ -159,3 +159,18 @@ async def _until(fetch, timeout: float = 10.0):  # type: ignore[no-untyped-def]
             return value
         assert loop.time() < deadline, "condition not met"
         await asyncio.sleep(0.05)
+
+
+async def test_password_in_the_group_is_deleted_and_refer_needs_a_capable_desk(
+    tg: FakeTelegramServer, app: App
+) -> None:
+    topic, _ = await open_ticket(tg, JANE, "Refer me")
+    sent = tg.user_sends_text(ANNA, AGENT_CHAT, "/link anna s3cret-pass", thread_id=topic)
+    await tg.wait_for(lambda s: find(s.sent_to(AGENT_CHAT, topic), "Never send a password"))
+    assert any(c["message_id"] in (sent["message_id"], str(sent["message_id"]))
+               for c in tg.calls("deleteMessage"))
+    async with app.sessionmaker() as session:
+        agent = await session.scalar(select(Agent).where(Agent.tg_user_id == ANNA))
+        assert agent is None or agent.remote_login is None
+    tg.user_sends_text(ANNA, AGENT_CHAT, "/refer Billing", thread_id=topic)
+    await tg.wait_for(lambda s: find(s.sent_to(AGENT_CHAT, topic), "does not support"))
