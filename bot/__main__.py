@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import signal
 import sys
 from collections.abc import Sequence
 from typing import Any, cast
@@ -64,10 +65,18 @@ async def _run(settings: Settings) -> int:
 
     app = await build_app(settings)
     logging.getLogger("deskbridge").info(
-        "deskbridge started: provider=%s, agent chat %s (%s)", settings.provider,
-        settings.agent_chat_id, "forum topics" if app.agent_chat.forum else "reply threads")
+        "deskbridge started: provider=%s, agent chat %s (%s), %s", settings.provider,
+        settings.agent_chat_id, "forum topics" if app.agent_chat.forum else "reply threads",
+        "webhook" if settings.webhook_url else "long polling")
     try:
-        await app.run_polling()
+        if settings.webhook_url:
+            stop = asyncio.Event()
+            loop = asyncio.get_running_loop()
+            for signum in (signal.SIGINT, signal.SIGTERM):
+                loop.add_signal_handler(signum, stop.set)
+            await app.run_webhook(stop)
+        else:
+            await app.run_polling()
     finally:
         await app.aclose()
     return 0

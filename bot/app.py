@@ -4,8 +4,10 @@ dispatcher and scheduler, built once and handed down."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
@@ -27,6 +29,8 @@ from bot.config import Settings
 from bot.db.models import OutboxItem, utcnow
 from bot.db.session import create_engine, create_sessionmaker
 from bot.filters import AgentAccess
+from bot.leader import LeaderLock
+from bot.middlewares import RetryWhileDatabaseDown
 from bot.services.delivery import AgentChat, OutboxDispatcher
 from bot.services.outbox import OutboxSignal
 from bot.services.pacing import TelegramPacer
@@ -58,10 +62,14 @@ class App:
     agent_chat: AgentChat
     http: httpx.AsyncClient
     metrics: Metrics
+    leader: LeaderLock
     _stop: asyncio.Event = field(default_factory=asyncio.Event)
 
     async def poll_provider(self) -> None:
-        """The scheduled poll; follows up at once while the bridge has more."""
+        """The scheduled poll (by the leader only); follows up at once while
+        the bridge has more."""
+        if not await self.leader.ensure():
+            return
         for _ in range(MAX_POLL_ROUNDS):
             try:
                 report = await self.sync.poll_once()
@@ -84,27 +92,46 @@ class App:
         self.scheduler.add_job(self.housekeeping, "interval", hours=1, id="housekeeping",
                                max_instances=1, coalesce=True)
 
-    async def run_polling(self, *, handle_signals: bool = True) -> None:
-        """Long polling. Updates are handled one after another, so the next
-        getUpdates (which confirms them to Telegram) is only sent once every
-        update of the batch is committed: a crash never loses one, and one
-        handed out again is recognised by its message id."""
+    @contextlib.asynccontextmanager
+    async def background(self) -> AsyncIterator[None]:
+        """Outbox delivery, the scheduler and the health server, for as long
+        as the bot receives updates (by long polling or webhook)."""
+        if not self.leader.uses_database:
+            await self.outbox.release_all_claims()  # ours, from before a crash
+        self._stop.clear()
         delivery = asyncio.create_task(self.outbox.run(self._stop), name="outbox")
         self.schedule()
         self.scheduler.start()
         http = await start_http(self) if self.settings.http_listen else None
         try:
-            await self.dispatcher.start_polling(
-                self.bot, handle_as_tasks=False, close_bot_session=False,
-                handle_signals=handle_signals,
-                allowed_updates=self.dispatcher.resolve_used_update_types())
+            yield
         finally:
             self._stop.set()
             self.signal.notify()
             self.scheduler.shutdown(wait=False)
             await delivery
+            await self.leader.release()
             if http is not None:
                 await http.cleanup()
+
+    async def run_polling(self, *, handle_signals: bool = True) -> None:
+        """Long polling. Updates are handled one after another, so the next
+        getUpdates (which confirms them to Telegram) is only sent once every
+        update of the batch is committed: a crash never loses one, and one
+        handed out again is recognised by its message id."""
+        async with self.background():
+            await self.bot.delete_webhook(drop_pending_updates=False)
+            await self.dispatcher.start_polling(
+                self.bot, handle_as_tasks=False, close_bot_session=False,
+                handle_signals=handle_signals,
+                allowed_updates=self.dispatcher.resolve_used_update_types())
+
+    async def run_webhook(self, stop: asyncio.Event) -> None:
+        """Webhook mode until `stop` is set (see bot.webhook)."""
+        from bot.webhook import serve_webhook
+
+        async with self.background():
+            await serve_webhook(self, stop)
 
     async def aclose(self) -> None:
         await self.bridge.aclose()
@@ -176,9 +203,12 @@ async def build_app(
     metrics = Metrics()
     outbox = OutboxDispatcher(sessionmaker, bot, bridge, signal, pacer, agent_chat,
                               max_attempts=settings.outbox_max_attempts,
+                              lease_seconds=settings.outbox_lease_seconds,
                               file_fetcher=fetch_url, metrics=metrics)
     dispatcher = Dispatcher(storage=make_storage(settings),
                             fsm_strategy=FSMStrategy.USER_IN_TOPIC)
+    # Inside aiogram's error middleware, so an outage is retried, not reported.
+    dispatcher.update.outer_middleware(RetryWhileDatabaseDown())
     dispatcher.include_router(handlers.setup())
     dispatcher["tickets"] = tickets
     dispatcher["settings"] = settings
@@ -188,4 +218,4 @@ async def build_app(
     return App(settings=settings, engine=engine, sessionmaker=sessionmaker, bot=bot,
                dispatcher=dispatcher, bridge=bridge, tickets=tickets, sync=sync, outbox=outbox,
                scheduler=scheduler, signal=signal, agent_chat=agent_chat, http=http,
-               metrics=metrics)
+               metrics=metrics, leader=LeaderLock(engine, f"deskbridge-poll-{settings.provider}"))

@@ -37,6 +37,8 @@ class Settings(BaseSettings):
     # Outbox delivery and Telegram pacing (DESIGN.md: about 30/s overall,
     # 1/s per chat, 20/min per group).
     outbox_max_attempts: int = 10
+    # How long a process may hold a claimed outbox row before another takes it over.
+    outbox_lease_seconds: float = 60.0
     telegram_global_rate: float = 30.0
     telegram_chat_interval: float = 1.0
     telegram_group_per_minute: int = 20

@@ -55,6 +55,7 @@ from bot.db.models import (
     utcnow,
 )
 from bot.i18n import gettext
+from bot.middlewares import is_database_outage
 from bot.services import render
 from bot.services.identity import agent_identity, customer_identity
 from bot.services.outbox import Kind, OutboxSignal, agent_lane, enqueue
@@ -67,6 +68,8 @@ log = logging.getLogger("deskbridge.delivery")
 
 MAX_BACKOFF_SECONDS = 300.0
 HEADS_PER_PASS = 100
+LIVE_STATUSES = ("pending", "in_flight")
+RECORD_ATTEMPTS = 12  # about a minute and a half of backoff
 # A send that must wait longer than this is put back instead of blocking its lane.
 INLINE_WAIT_SECONDS = 1.5
 
@@ -133,6 +136,7 @@ class OutboxDispatcher:
         *,
         max_attempts: int = 10,
         concurrency: int = 16,
+        lease_seconds: float = 60.0,
         file_fetcher: Callable[[str], Awaitable[bytes]] | None = None,
         metrics: Metrics | None = None,
     ) -> None:
@@ -145,32 +149,46 @@ class OutboxDispatcher:
         self._max_attempts = max_attempts
         self._limit = asyncio.Semaphore(concurrency)
         self._fetch_url = file_fetcher
-        self._busy_lanes: set[str] = set()
+        self._concurrency = concurrency
+        self._lease_seconds = lease_seconds
+        self._postgres = sessionmaker.kw["bind"].dialect.name == "postgresql"
         self._metrics = metrics or Metrics()
 
     # ------------------------------------------------------------------ loop
 
     async def run(self, stop: asyncio.Event) -> None:
+        """Claim due rows as delivery slots free up; each runs as its own task."""
+        running: set[asyncio.Task[None]] = set()
         while not stop.is_set():
+            free = self._concurrency - len(running)
             try:
-                started = await self.deliver_due()
+                claimed = await self._claim(free) if free > 0 else []
             except Exception:
-                log.exception("outbox pass failed")
-                started = 0
-            if not started:
-                await self._signal.wait(await self._seconds_to_next_due())
+                log.exception("claiming outbox rows failed")
+                claimed = []
+            for row in claimed:
+                task = asyncio.create_task(self._deliver(row), name=f"outbox-{row.id}")
+                running.add(task)
+                task.add_done_callback(running.discard)
+            timeout = 1.0 if claimed else await self._seconds_to_next_due()
+            await self._signal.wait(timeout)
+        if running:  # let deliveries under way finish: their outcome must be recorded
+            await asyncio.wait(running, timeout=30)
 
     async def deliver_due(self) -> int:
-        """One pass: deliver the due head of every idle lane. Returns how many
-        rows were attempted."""
-        heads = await self._due_heads()
-        tasks = [asyncio.create_task(self._deliver(row)) for row in heads
-                 if row.lane not in self._busy_lanes]
-        for row in heads:
-            self._busy_lanes.add(row.lane)
-        if tasks:
-            await asyncio.gather(*tasks)
-        return len(tasks)
+        """One pass: claim and deliver the due head of every lane; returns
+        how many rows were attempted (tests and `drain`)."""
+        claimed = await self._claim(HEADS_PER_PASS)
+        if claimed:
+            await asyncio.gather(*(self._deliver(row) for row in claimed))
+        return len(claimed)
+
+    async def release_all_claims(self) -> None:
+        """On SQLite only one process runs: claims left by a killed process
+        of ours are released at start instead of waiting for their lease."""
+        async with self._sm.begin() as session:
+            await session.execute(update(OutboxItem).where(OutboxItem.status == "in_flight")
+                                  .values(status="pending", next_attempt_at=utcnow()))
 
     async def drain(self, timeout: float = 30.0) -> None:
         """Deliver until nothing is due (tests and `outbox replay`)."""
@@ -183,29 +201,45 @@ class OutboxDispatcher:
                     return
                 await asyncio.sleep(min(wait, 0.2))
 
-    async def _due_heads(self) -> list[OutboxItem]:
+    async def _claim(self, limit: int) -> list[OutboxItem]:
+        """Take the due head row of up to `limit` lanes for this process.
+
+        A claimed row is `in_flight` with a lease (its `next_attempt_at`); a
+        process that dies leaves it to be claimed again when the lease ends.
+        On PostgreSQL `FOR UPDATE SKIP LOCKED` lets several processes claim
+        side by side without waiting on each other or taking the same row;
+        an earlier row of a lane, pending or in flight, keeps the lane's
+        later rows waiting, so order within a lane holds across processes."""
+        now = utcnow()
         earlier = aliased(OutboxItem)
         blocked = (
             select(earlier.id)
-            .where(earlier.lane == OutboxItem.lane, earlier.status == "pending",
+            .where(earlier.lane == OutboxItem.lane, earlier.status.in_(LIVE_STATUSES),
                    earlier.id < OutboxItem.id)
             .exists()
         )
-        async with self._sm() as session:
-            rows = await session.scalars(
-                select(OutboxItem)
-                .where(OutboxItem.status == "pending", OutboxItem.next_attempt_at <= utcnow(),
-                       ~blocked)
-                .order_by(OutboxItem.id)
-                .limit(HEADS_PER_PASS)
-            )
-            return list(rows)
+        statement = (
+            select(OutboxItem)
+            .where(OutboxItem.status.in_(LIVE_STATUSES), OutboxItem.next_attempt_at <= now,
+                   ~blocked)
+            .order_by(OutboxItem.id)
+            .limit(limit)
+        )
+        if self._postgres:
+            statement = statement.with_for_update(skip_locked=True, of=OutboxItem)
+        async with self._sm.begin() as session:
+            rows = list(await session.scalars(statement))
+            lease_end = now + timedelta(seconds=self._lease_seconds)
+            for row in rows:
+                row.status = "in_flight"
+                row.next_attempt_at = lease_end
+        return rows
 
     async def _seconds_to_next_due(self) -> float:
         async with self._sm() as session:
             next_at = await session.scalar(
                 select(func.min(OutboxItem.next_attempt_at)).where(
-                    OutboxItem.status == "pending")
+                    OutboxItem.status.in_(LIVE_STATUSES))
             )
         if next_at is None:
             return 5.0
@@ -214,6 +248,15 @@ class OutboxDispatcher:
     # --------------------------------------------------------------- one row
 
     async def _deliver(self, row: OutboxItem) -> None:
+        try:
+            await self._deliver_once(row)
+        except Exception:
+            # Recording the outcome failed (the database went away): the row
+            # stays claimed and is taken again when its lease ends.
+            log.exception("outbox row %s: could not record the outcome", row.id)
+        self._signal.notify()
+
+    async def _deliver_once(self, row: OutboxItem) -> None:
         async with self._limit:
             try:
                 outcome = await self._handle(row)
@@ -235,13 +278,27 @@ class OutboxDispatcher:
                 log.exception("delivering outbox row %s (%s) failed", row.id, row.kind)
                 await self._retry_or_bury(row, f"{type(exc).__name__}: {exc}")
             else:
-                await self._complete(row, outcome)
-            finally:
-                self._busy_lanes.discard(row.lane)
-        self._signal.notify()
+                await self._record_with_patience(self._complete, row, outcome)
 
     def _chat_of_retry(self, row: OutboxItem) -> int | None:
         return self.agent_chat.chat_id if row.lane.startswith("a:") else None
+
+    async def _record_with_patience(self, record: Callable[..., Awaitable[None]],
+                                    *args: Any) -> None:
+        """The send happened: insist on recording it (a database hiccup must
+        not turn into a second send when the lease ends)."""
+        delay = 0.25
+        for _ in range(RECORD_ATTEMPTS - 1):
+            try:
+                await record(*args)
+                return
+            except Exception as exc:
+                if not is_database_outage(exc):
+                    raise
+                log.warning("recording a delivery failed (%s); retrying", type(exc).__name__)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 10.0)
+        await record(*args)
 
     async def _complete(self, row: OutboxItem, outcome: Outcome) -> None:
         async with self._sm.begin() as session:
@@ -266,7 +323,8 @@ class OutboxDispatcher:
     async def _reschedule(self, row: OutboxItem, delay: float, *, count: bool,
                           error: str | None = None) -> None:
         async with self._sm.begin() as session:
-            values: dict[str, Any] = {"next_attempt_at": utcnow() + timedelta(seconds=delay)}
+            values: dict[str, Any] = {"status": "pending",
+                                      "next_attempt_at": utcnow() + timedelta(seconds=delay)}
             if count:
                 values["attempts"] = OutboxItem.attempts + 1
             if error:
@@ -612,7 +670,7 @@ class OutboxDispatcher:
             if index < done:
                 continue
             sent = await part.send()
-            await self._record_part(row, index + 1, sent, part)
+            await self._record_with_patience(self._record_part, row, index + 1, sent, part)
         return Outcome()
 
     async def _record_part(self, row: OutboxItem, parts_done: int, sent: TgMessage | None,

@@ -11,6 +11,7 @@ from datetime import datetime
 
 from bot.db.models import Customer, Message, Ticket
 from bot.i18n import gettext
+from bot.services.splitting import split_html
 
 TELEGRAM_TEXT_LIMIT = 4096
 TELEGRAM_CAPTION_LIMIT = 1024
@@ -89,30 +90,8 @@ def to_customer(message: Message, ticket: Ticket, lang: str) -> str:
 
 
 def split_text(text_html: str, limit: int = TELEGRAM_TEXT_LIMIT) -> list[str]:
-    """Split a long HTML text into messages Telegram accepts.
-
-    Splits at line breaks between tags where it can; a chunk that would cut
-    through markup falls back to its plain text, escaped, so that nothing
-    sent is ever unbalanced HTML.
-    """
-    if len(text_html) <= limit:
-        return [text_html]
-    chunks: list[str] = []
-    current = ""
-    for line in text_html.split("\n"):
-        candidate = f"{current}\n{line}" if current else line
-        if len(candidate) <= limit:
-            current = candidate
-            continue
-        if current:
-            chunks.append(current)
-        while len(line) > limit:
-            chunks.append(line[:limit])
-            line = line[limit:]
-        current = line
-    if current:
-        chunks.append(current)
-    return [chunk if _balanced(chunk) else escape(_strip_tags(chunk))[:limit] for chunk in chunks]
+    """Split a long HTML text into messages Telegram accepts (see splitting.py)."""
+    return split_html(text_html, limit)
 
 
 def _strip_tags(text_html: str) -> str:
@@ -128,24 +107,3 @@ def _strip_tags(text_html: str) -> str:
     parser.feed(text_html)
     parser.close()
     return "".join(parts)
-
-
-def _balanced(text_html: str) -> bool:
-    from html.parser import HTMLParser
-
-    stack: list[str] = []
-    ok = True
-
-    class _Check(HTMLParser):
-        def handle_starttag(self, tag: str, attrs: object) -> None:
-            stack.append(tag)
-
-        def handle_endtag(self, tag: str) -> None:
-            nonlocal ok
-            if not stack or stack.pop() != tag:
-                ok = False
-
-    checker = _Check(convert_charrefs=True)
-    checker.feed(text_html)
-    checker.close()
-    return ok and not stack and text_html.count("<") == text_html.count(">")

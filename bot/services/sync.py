@@ -211,7 +211,8 @@ class SyncService:
 async def _pending_provider_rows(session: AsyncSession, ticket_id: int) -> int:
     return await session.scalar(
         select(func.count()).select_from(OutboxItem).where(
-            OutboxItem.lane == provider_lane(ticket_id), OutboxItem.status == "pending",
+            OutboxItem.lane == provider_lane(ticket_id),
+            OutboxItem.status.in_(("pending", "in_flight")),
             OutboxItem.kind.in_((Kind.UPDATE_TICKET.value, Kind.CREATE_TICKET.value,
                                  Kind.REFER.value)))) or 0
 
