@@ -127,7 +127,7 @@ async def test_three_processes_exactly_once_with_one_killed(
         survivors = [log for i, log in enumerate(logs) if alive[i]]
         loop = asyncio.get_running_loop()
         deadline = loop.time() + 15
-        while leader_of(survivors) is None and loop.time() < deadline:
+        while leader_of(survivors) is None and loop.time() < deadline:  # noqa: ASYNC110 - a file
             await asyncio.sleep(0.2)
         new_leader = leader_of(survivors)
         print(f"\nscale-out (3 processes, leader killed after 20 of {len(marks)}): "
