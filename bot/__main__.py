@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
 import signal
 import sys
 from collections.abc import Sequence
@@ -25,6 +26,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     commands.add_parser("run", help="apply migrations, then run the bot (long polling)")
     commands.add_parser("migrate", help="apply database migrations")
     commands.add_parser("check", help="check provider credentials and the agent chat")
+    erase = commands.add_parser("erase-customer",
+                                help="delete a customer's personal data (by Telegram id)")
+    erase.add_argument("tg_user_id", type=int)
     outbox = commands.add_parser("outbox", help="dead letters")
     outbox_commands = outbox.add_subparsers(dest="outbox_command", required=True)
     outbox_commands.add_parser("list", help="list dead letters")
@@ -37,6 +41,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         migrations.upgrade(DatabaseSettings().database_url)
         print("database is up to date")
         return 0
+    if args.command == "erase-customer":
+        return asyncio.run(_erase(DatabaseSettings().database_url, args.tg_user_id))
     if args.command == "outbox":
         url = DatabaseSettings().database_url
         if args.outbox_command == "list":
@@ -44,7 +50,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return asyncio.run(_outbox_replay(url, args.ids))
 
     settings = Settings()  # type: ignore[call-arg]  # read from the environment
-    setup_logging(settings.log_level, secrets=_secrets(settings))
+    setup_logging(settings.log_level, secrets=_secrets(settings), fmt=settings.log_format)
     if args.command == "check":
         from bot.check import run_check
 
@@ -79,6 +85,28 @@ async def _run(settings: Settings) -> int:
             await app.run_polling()
     finally:
         await app.aclose()
+    return 0
+
+
+async def _erase(url: str, tg_user_id: int) -> int:
+    from bot.services.erase import erase_customer
+
+    provider = os.environ.get("PROVIDER", "local").strip().lower()
+    engine = create_engine(url)
+    try:
+        report = await erase_customer(create_sessionmaker(engine), tg_user_id,
+                                      provider=provider)
+    finally:
+        await engine.dispose()
+    if not report.found:
+        print(f"no customer with Telegram id {tg_user_id}")
+        return 1
+    print(f"erased: {report.messages} message(s) of {report.tickets} ticket(s); "
+          f"tickets kept anonymised for statistics")
+    if provider == "local":
+        print(f"local desk: {report.local_desk_messages} message(s) erased")
+    else:
+        print(f"the {provider} helpdesk keeps its own copy: erase the customer there too")
     return 0
 
 

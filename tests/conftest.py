@@ -14,8 +14,47 @@ from sqlalchemy import text
 from bot.db.migrate import upgrade
 from bot.db.session import create_engine
 
-TEST_DATABASE_URL = os.environ.get("TEST_DATABASE_URL")
+def _private_database(url: str | None) -> str | None:
+    """A database of this test run's own beside the one TEST_DATABASE_URL names,
+    so that test runs sharing a server (several developers, CI) never drop
+    each other's tables. Every test still starts from an empty schema."""
+    if not url or not url.startswith("postgresql"):
+        return url
+    base, _, name = url.rpartition("/")
+    private = f"{name}_run_{os.getpid()}"
+
+    async def create() -> None:
+        engine = create_engine(f"{base}/{name}", isolation_level="AUTOCOMMIT")
+        try:
+            async with engine.connect() as connection:
+                await connection.execute(text(f'DROP DATABASE IF EXISTS "{private}"'))
+                await connection.execute(text(f'CREATE DATABASE "{private}"'))
+        finally:
+            await engine.dispose()
+
+    asyncio.run(create())
+    _CREATED.append((f"{base}/{name}", private))
+    return f"{base}/{private}"
+
+
+_CREATED: list[tuple[str, str]] = []
+TEST_DATABASE_URL = _private_database(os.environ.get("TEST_DATABASE_URL"))
+if TEST_DATABASE_URL:
+    os.environ["TEST_DATABASE_URL"] = TEST_DATABASE_URL  # for code that reads it directly
 TEST_REDIS_URL = os.environ.get("TEST_REDIS_URL")
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    async def drop(admin_url: str, name: str) -> None:
+        engine = create_engine(admin_url, isolation_level="AUTOCOMMIT")
+        try:
+            async with engine.connect() as connection:
+                await connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        finally:
+            await engine.dispose()
+
+    for admin_url, name in _CREATED:
+        asyncio.run(drop(admin_url, name))
 
 
 async def reset_postgres(url: str) -> None:
