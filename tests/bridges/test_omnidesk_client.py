@@ -1,0 +1,279 @@
+"""The Omnidesk client: settings, the one error mapping, the budget headers
+and the poll pacing policy."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import httpx
+import pytest
+
+# contract.py imports every harness module: load it before ours, not from it.
+import tests.bridges.contract  # noqa: F401
+from bridges.errors import (
+    AuthFailed,
+    BridgeError,
+    Forbidden,
+    Invalid,
+    NotFound,
+    RateLimited,
+    Unavailable,
+)
+from bridges.omnidesk.budget import ApiBudget, PollPacer
+from bridges.omnidesk.client import OmnideskClient, provider_error
+from bridges.omnidesk.config import OmnideskSettings
+from bridges.omnidesk.models import Case, listing, parse_rfc2822
+from tests.bridges.harness_omnidesk import omnidesk_bridge
+from tests.fakes.omnidesk import FakeClock, FakeOmnidesk
+
+SECRET = "od-super-secret-key-42"
+ENV = {
+    "OMNIDESK_BASE_URL": "https://acme.omnidesk.ru/",
+    "OMNIDESK_STAFF_EMAIL": "bot@acme.example",
+    "OMNIDESK_API_KEY": SECRET,
+}
+
+
+# -- settings ------------------------------------------------------------------
+
+
+def test_settings_read_the_env_dict() -> None:
+    settings = OmnideskSettings.from_env({**ENV, "OMNIDESK_CHANNEL": " cch101 "})
+    assert settings.api_base == "https://acme.omnidesk.ru/api/"
+    assert settings.channel == "cch101"
+    assert settings.api_key.get_secret_value() == SECRET
+    assert SECRET not in repr(settings) and SECRET not in str(settings.model_dump())
+    with_api = OmnideskSettings.from_env({**ENV, "OMNIDESK_BASE_URL": "https://a.omnidesk.ru/api"})
+    assert with_api.api_base == "https://a.omnidesk.ru/api/"
+    assert OmnideskSettings.from_env({**ENV, "OMNIDESK_CHANNEL": ""}).channel is None
+
+
+@pytest.mark.parametrize(
+    ("change", "named"),
+    [
+        ({"OMNIDESK_BASE_URL": None}, "OMNIDESK_BASE_URL"),
+        ({"OMNIDESK_BASE_URL": "acme.omnidesk.ru"}, "OMNIDESK_BASE_URL"),
+        ({"OMNIDESK_STAFF_EMAIL": "bot"}, "OMNIDESK_STAFF_EMAIL"),
+        ({"OMNIDESK_API_KEY": None}, "OMNIDESK_API_KEY"),
+        ({"OMNIDESK_API_KEY": "  "}, "OMNIDESK_API_KEY"),
+        ({"OMNIDESK_CHANNEL": "telegram"}, "OMNIDESK_CHANNEL"),
+        ({"OMNIDESK_TIMEOUT_SECONDS": "-1"}, "OMNIDESK_TIMEOUT_SECONDS"),
+    ],
+)
+def test_bad_settings_name_the_variable_not_the_secret(
+    change: dict[str, str | None], named: str
+) -> None:
+    env = {**ENV, **change}
+    with pytest.raises(ValueError) as caught:
+        OmnideskSettings.from_env({k: v for k, v in env.items() if v is not None})
+    assert named in str(caught.value)
+    assert SECRET not in str(caught.value)
+
+
+# -- the one error mapping -------------------------------------------------------
+
+
+def _response(status: int, body: object = None, *, text: str | None = None,
+              headers: dict[str, str] | None = None) -> httpx.Response:
+    request = httpx.Request("GET", "https://acme.omnidesk.ru/api/cases/1.json")
+    if text is not None:
+        return httpx.Response(status, text=text, headers=headers, request=request)
+    return httpx.Response(status, json=body, headers=headers, request=request)
+
+
+@pytest.mark.parametrize(
+    ("outcome", "expected", "retry_after"),
+    [
+        (_response(200, {"case": {}}), None, None),
+        (_response(201, {"message": {}}), None, None),
+        (_response(401, {"error": "wrong_api_key"}), AuthFailed, None),
+        (_response(401, text="Unauthorized"), AuthFailed, None),
+        (_response(404, {"error": "case_not_found"}), NotFound, None),
+        (_response(400, {"error": "case_not_found"}), NotFound, None),
+        (_response(400, {"error": "user_not_found"}), NotFound, None),
+        (_response(200, {"error": "case_not_found"}), NotFound, None),
+        (_response(400, {"error": "email_already_exist"}), Invalid, None),
+        (_response(400, {"error": "phone_already_exist"}), Invalid, None),
+        (_response(400, {"error": "wrong_email"}), Invalid, None),
+        (_response(400, {"error": "incorrect_user_email"}), Invalid, None),
+        (_response(422, {"error": "empty_content"}), Invalid, None),
+        (_response(400, {"error": "staff_has_not_access"}), Forbidden, None),
+        (_response(400, {"error": "staff_not_active"}), Forbidden, None),
+        (_response(403, {"error": "staff_has_not_access"}), Forbidden, None),
+        (_response(429, {"error": "rate limit exceeded"}, headers={"retry_after": "17"}),
+         RateLimited, 17.0),
+        (_response(429, text="slow down", headers={"Retry-After": "3"}), RateLimited, 3.0),
+        (_response(403, text="rate limit exceeded"), RateLimited, None),
+        (_response(403, text="Rate limit exceeded\n"), RateLimited, None),
+        (_response(403, {"error": "rate limit exceeded"}), RateLimited, None),
+        (_response(500, {"error": "internal_error"}), Unavailable, None),
+        (_response(502, text="<html>Bad Gateway</html>"), Unavailable, None),
+        (_response(503, text=""), Unavailable, None),
+        (httpx.ReadTimeout("read timed out"), Unavailable, None),
+        (httpx.ConnectTimeout("connect timed out"), Unavailable, None),
+        (httpx.ConnectError("connection refused"), Unavailable, None),
+        (httpx.RemoteProtocolError("peer closed"), Unavailable, None),
+    ],
+    ids=lambda value: type(value).__name__ if isinstance(value, Exception) else None,
+)
+def test_provider_errors_map_in_one_place(
+    outcome: httpx.Response | Exception,
+    expected: type[BridgeError] | None,
+    retry_after: float | None,
+) -> None:
+    error = provider_error(outcome, what="GET cases/1.json")
+    if expected is None:
+        assert error is None
+        return
+    assert type(error) is expected
+    assert error.provider == "omnidesk"
+    assert "GET cases/1.json" in str(error)
+    if isinstance(error, RateLimited):
+        assert error.retry_after == retry_after
+    assert error.retryable is (expected in (AuthFailed, RateLimited, Unavailable))
+
+
+async def test_wrong_credentials_fail_without_leaking_the_key(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    async with FakeOmnidesk() as desk, omnidesk_bridge(
+            desk, tmp_path, env=desk.env(api_key=SECRET)) as bridge:
+        with pytest.raises(AuthFailed) as caught:
+            await bridge.get_ticket("1001")
+        report = await bridge.check()
+    assert desk.rejected_auth == 2
+    assert not report.ok
+    assert "AuthFailed" in report.lines[-1]
+    shown = " ".join([str(caught.value), *report.lines, caplog.text])
+    assert SECRET not in shown and desk.api_key not in shown
+
+
+async def test_every_answer_updates_the_budget() -> None:
+    async with FakeOmnidesk(calls_per_hour=500) as desk:
+        client = OmnideskClient(OmnideskSettings.from_env(desk.env()))
+        try:
+            await client.get("staff.json")
+            await client.get("groups.json")
+            assert (client.budget.calls_left, client.budget.per_minute) == (498, None)
+            desk.rate_limit(60, per="minute")
+            with pytest.raises(NotFound):
+                await client.get("cases/5.json")  # an error answer counts too
+            assert (client.budget.calls_left, client.budget.per_minute) == (59, 60)
+            desk.exhaust(style="429")
+            with pytest.raises(RateLimited) as caught:
+                await client.get("staff.json")
+            assert caught.value.retry_after is not None and caught.value.retry_after > 0
+            desk.rate_limit(500, style="403")
+            desk.exhaust()
+            with pytest.raises(RateLimited) as old_style:
+                await client.get("staff.json")
+            assert old_style.value.retry_after is None
+            assert client.request_count == 5
+        finally:
+            await client.aclose()
+
+
+async def test_timeouts_and_server_errors_are_unavailable(tmp_path: Path) -> None:
+    async with FakeOmnidesk() as desk, omnidesk_bridge(
+            desk, tmp_path, env={**desk.env(), "OMNIDESK_TIMEOUT_SECONDS": "0.2"}) as bridge:
+        desk.delay_next(1.0, path="/api/cases/")
+        with pytest.raises(Unavailable, match="timed out"):
+            await bridge.get_ticket("1001")
+        desk.fail_next(502, body="<html>bad gateway</html>")
+        with pytest.raises(Unavailable, match="502"):
+            await bridge.get_ticket("1001")
+        desk.fail_next(200, body="<html>a captive portal</html>")
+        with pytest.raises(Unavailable, match="not JSON"):
+            await bridge.get_ticket("1001")
+        with pytest.raises(NotFound, match="case_not_found"):
+            await bridge.get_ticket("1001")
+
+
+# -- payloads --------------------------------------------------------------------
+
+
+def test_lists_are_objects_keyed_by_position() -> None:
+    date = "Mon, 05 May 2014 00:15:17 +0300"
+    payload = {
+        "1": {"case": {"case_id": 2, "created_at": date, "updated_at": date}},
+        "0": {"case": {"case_id": 1, "created_at": date, "updated_at": 1399238117,
+                       "staff_id": None}},
+        "total_count": "17",
+    }
+    cases, total = listing(payload, "case", Case)
+    assert [case.case_id for case in cases] == [1, 2]
+    assert total == 17
+    assert cases[0].staff_id == 0
+    assert cases[0].updated_at == cases[1].created_at
+    assert parse_rfc2822(date).utcoffset() is not None
+    assert listing([], "case", Case) == ([], 0)
+    with pytest.raises(Unavailable):
+        listing({"0": {"case": {"case_id": "x"}}}, "case", Case)
+
+
+# -- pacing policy ---------------------------------------------------------------------
+
+
+def test_pacer_spreads_what_is_left_over_the_rest_of_the_window() -> None:
+    clock = FakeClock(0)
+    budget = ApiBudget()
+    pacer = PollPacer(budget, clock, burst=10)
+    assert pacer.available() == 10  # nothing reported yet: no limit known
+    budget.observe({"api_calls_left": "500"}, clock())  # the window is taken to start now
+    assert budget.reserve == 50
+    assert pacer.available() == 22.5  # a twentieth of what is left above the reserve
+    pacer.spend(22.5)
+    clock.advance(8)  # (500 - 50) / 3592 s left: about one call per 8 s
+    assert pacer.available() == pytest.approx(8 * 450 / 3592)
+    clock.advance(1792)
+    budget.observe({"api_calls_left": "140"}, clock())  # half the window left, less budget
+    pacer.spend(int(pacer.available()))
+    credit = pacer.available()
+    clock.advance(20)
+    assert pacer.available() == pytest.approx(credit + 20 * 90 / 1780)
+    pacer.spend(2)
+    assert pacer.seconds_until_credit() == pytest.approx(
+        (1 - pacer.available()) * 1780 / 90, rel=1e-3)
+    clock.advance(100_000)
+    assert pacer.available() == 10  # capped at one cycle
+
+
+def test_a_refill_starts_a_new_window() -> None:
+    clock = FakeClock(100)
+    budget = ApiBudget()
+    budget.observe({"api_calls_left": "500"}, clock())
+    clock.advance(3000)
+    budget.observe({"api_calls_left": "120"}, clock())
+    assert budget.seconds_to_window_end(clock()) == 600
+    assert budget.poll_rate(clock()) == pytest.approx(70 / 600)
+    clock.advance(100)
+    budget.observe({"api_calls_left": "121"}, clock())  # noise, not a refill
+    assert budget.seconds_to_window_end(clock()) == 500
+    clock.advance(300)  # the real window ended earlier than assumed
+    budget.observe({"api_calls_left": "499"}, clock())
+    assert budget.seconds_to_window_end(clock()) == 3600
+    assert budget.poll_rate(clock()) == pytest.approx(449 / 3600)
+
+
+def test_pacer_probes_slowly_at_the_reserve_and_waits_after_a_refusal() -> None:
+    clock = FakeClock(0)
+    budget = ApiBudget()
+    budget.observe({"api_calls_left": "500"}, clock())
+    budget.observe({"api_calls_left": "40"}, clock())  # below the reserve of 50
+    pacer = PollPacer(budget, clock, burst=5)
+    assert pacer.available() == 1  # nothing above the reserve: one probe at most
+    pacer.spend(1)
+    clock.advance(299)
+    assert pacer.available() < 1
+    clock.advance(1)
+    assert pacer.available() == pytest.approx(1.0)  # one probe per 5 minutes
+    budget.observe({"api_calls_left": "0", "rate_limit_per_minute": "60", "retry_after": "20"},
+                   clock())
+    pacer.block(20)
+    assert pacer.seconds_until_credit() == pytest.approx(20 + 1 / (1 / 5))
+    clock.advance(19)
+    assert pacer.available() <= 0
+    clock.advance(6)
+    assert pacer.available() >= 1
