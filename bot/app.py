@@ -32,12 +32,18 @@ from bot.filters import AgentAccess
 from bot.leader import LeaderLock
 from bot.middlewares import RetryWhileDatabaseDown
 from bot.services.delivery import AgentChat, OutboxDispatcher
+from bot.services.edits import EditService
+from bot.services.knowledge import KnowledgeService
 from bot.services.outbox import OutboxSignal
 from bot.services.pacing import TelegramPacer
+from bot.services.satisfaction import SatisfactionService
+from bot.services.sla import SlaPolicy, SlaReport, SlaService
+from bot.services.stats import StatsService
 from bot.services.sync import SyncService
 from bot.services.tickets import TicketService
 from bot.web import Metrics, start_http
 from bridges.base import HelpdeskBridge
+from bridges.errors import RateLimited
 from bridges.registry import BridgeDeps, create_bridge
 
 log = logging.getLogger("deskbridge")
@@ -63,6 +69,7 @@ class App:
     http: httpx.AsyncClient
     metrics: Metrics
     leader: LeaderLock
+    sla: SlaService
     _stop: asyncio.Event = field(default_factory=asyncio.Event)
 
     async def poll_provider(self) -> None:
@@ -73,6 +80,11 @@ class App:
         for _ in range(MAX_POLL_ROUNDS):
             try:
                 report = await self.sync.poll_once()
+            except RateLimited as exc:
+                # The bridge paces itself against the provider's budget: a skipped
+                # cycle is the plan working, not a failure.
+                log.debug("polling %s deferred by its budget: %s", self.settings.provider, exc)
+                return
             except Exception as exc:
                 log.warning("polling %s failed: %s", self.settings.provider, exc)
                 return
@@ -85,10 +97,22 @@ class App:
                 OutboxItem.status == "done",
                 OutboxItem.delivered_at < utcnow() - DONE_OUTBOX_RETENTION))
 
+    async def check_sla(self, now: datetime | None = None) -> SlaReport | None:
+        """The scheduled SLA pass: reminders and auto-close. Every process may
+        run it: rows are claimed with SKIP LOCKED (see bot.services.sla)."""
+        try:
+            return await self.sla.run(now)
+        except Exception:
+            log.exception("the SLA check failed")
+            return None
+
     def schedule(self) -> None:
         self.scheduler.add_job(
             self.poll_provider, "interval", seconds=self.settings.poll_interval_seconds,
             id="poll", max_instances=1, coalesce=True, next_run_time=_now())
+        self.scheduler.add_job(
+            self.check_sla, "interval", seconds=self.settings.sla_check_interval_seconds,
+            id="sla", max_instances=1, coalesce=True)
         self.scheduler.add_job(self.housekeeping, "interval", hours=1, id="housekeeping",
                                max_instances=1, coalesce=True)
 
@@ -189,8 +213,13 @@ async def build_app(
         forum = await detect_forum(bot, settings.agent_chat_id)
     agent_chat = AgentChat(settings.agent_chat_id, forum, settings.agent_language)
     signal = OutboxSignal()
-    tickets = TicketService(sessionmaker, bridge, signal, provider=settings.provider)
-    sync = SyncService(sessionmaker, bridge, signal, provider=settings.provider)
+    sla_policy = SlaPolicy.from_settings(settings)
+    tickets = TicketService(sessionmaker, bridge, signal, provider=settings.provider,
+                            sla_policy=sla_policy)
+    sync = SyncService(sessionmaker, bridge, signal, provider=settings.provider,
+                       sla_policy=sla_policy)
+    sla = SlaService(sessionmaker, signal, sla_policy, agent_chat_id=settings.agent_chat_id,
+                     forum=forum, language=settings.agent_language)
     pacer = TelegramPacer(global_rate=settings.telegram_global_rate,
                           chat_interval=settings.telegram_chat_interval,
                           group_per_minute=settings.telegram_group_per_minute)
@@ -204,6 +233,7 @@ async def build_app(
     outbox = OutboxDispatcher(sessionmaker, bot, bridge, signal, pacer, agent_chat,
                               max_attempts=settings.outbox_max_attempts,
                               lease_seconds=settings.outbox_lease_seconds,
+                              provider_timeout=settings.provider_timeout_seconds,
                               file_fetcher=fetch_url, metrics=metrics)
     dispatcher = Dispatcher(storage=make_storage(settings),
                             fsm_strategy=FSMStrategy.USER_IN_TOPIC)
@@ -213,9 +243,17 @@ async def build_app(
     dispatcher["tickets"] = tickets
     dispatcher["settings"] = settings
     dispatcher["agent_chat"] = agent_chat
+    dispatcher["told_read_only"] = set()  # topics told their helpdesk takes no replies
     dispatcher["agent_access"] = AgentAccess(settings.agent_chat_id, settings.agent_allowlist)
+    dispatcher["knowledge"] = KnowledgeService(sessionmaker, bridge)
+    dispatcher["satisfaction"] = SatisfactionService(sessionmaker, bridge, signal,
+                                                     agent_language=settings.agent_language)
+    dispatcher["edits"] = EditService(sessionmaker, bridge, signal,
+                                      agent_language=settings.agent_language)
+    dispatcher["stats"] = StatsService(sessionmaker)
     scheduler = AsyncIOScheduler()
     return App(settings=settings, engine=engine, sessionmaker=sessionmaker, bot=bot,
                dispatcher=dispatcher, bridge=bridge, tickets=tickets, sync=sync, outbox=outbox,
                scheduler=scheduler, signal=signal, agent_chat=agent_chat, http=http,
-               metrics=metrics, leader=LeaderLock(engine, f"deskbridge-poll-{settings.provider}"))
+               metrics=metrics, leader=LeaderLock(engine, f"deskbridge-poll-{settings.provider}"),
+               sla=sla)

@@ -11,7 +11,7 @@ class MenuCb(CallbackData, prefix="m"):
 
 
 class CustomerCb(CallbackData, prefix="c"):
-    action: str  # page | open | write | close | reopen | rate | place | new
+    action: str  # page | open | write | close | reopen | rate | nocomment | place | new
     ticket_id: int = 0
     value: int = 0
 
@@ -25,3 +25,7 @@ class AgentCb(CallbackData, prefix="a"):
     action: str  # take | close | reopen | prio | setprio | note | back
     ticket_id: int
     value: str = ""
+
+
+class StatsCb(CallbackData, prefix="s"):
+    action: str  # chart

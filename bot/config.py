@@ -39,11 +39,23 @@ class Settings(BaseSettings):
     outbox_max_attempts: int = 10
     # How long a process may hold a claimed outbox row before another takes it over.
     outbox_lease_seconds: float = 60.0
+    # A provider call that takes longer is abandoned and retried with backoff.
+    provider_timeout_seconds: float = 30.0
     telegram_global_rate: float = 30.0
     telegram_chat_interval: float = 1.0
     telegram_group_per_minute: int = 20
-    # Log level for the `deskbridge` loggers.
+    # Log level for the `deskbridge` loggers, and "text" or "json" lines.
     log_level: str = "INFO"
+    log_format: str = "text"
+
+    # SLA (bot.services.sla): minutes until an agent's first reply, and a next
+    # reply to a customer who wrote again, is overdue (a reminder in the
+    # ticket's topic and a summary in the general topic); days a ticket waiting
+    # for the customer stays open before it is closed with a notice. 0 = off.
+    sla_first_reply_minutes: float = Field(default=30.0, ge=0)
+    sla_next_reply_minutes: float = Field(default=120.0, ge=0)
+    sla_autoclose_days: float = Field(default=7.0, ge=0)
+    sla_check_interval_seconds: float = Field(default=60.0, gt=0)
 
     @field_validator("agent_allowlist", mode="before")
     @classmethod

@@ -1,37 +1,59 @@
-"""User-visible texts in Russian and English.
+"""User-visible texts in Russian and English, through gettext catalogs.
 
-Texts live in `bot/locales/<lang>.toml` as `key = "text with {params}"`;
-every key exists in every language (a test checks). A user's language comes
-from Telegram's `language_code` and can be changed in the menu.
+Texts live in `bot/locales/<lang>/LC_MESSAGES/messages.po`; the msgid is a
+stable key (`customer.greeting`) and the msgstr the Telegram HTML text with
+`{params}`. Every key exists in every language with the same placeholders (a
+test checks). A user's language comes from Telegram's `language_code` and can
+be changed in the menu; the agent chat has one language (`AGENT_LANGUAGE`).
+
+The catalogs are compiled in memory when first used (Babel reads the .po and
+writes the .mo into a buffer that `gettext` loads), so a plain
+`pip install -e .` runs without a compile step and there is no .mo that could
+go stale next to its .po.
 """
 
 from __future__ import annotations
 
-import tomllib
+import io
 from functools import cache
 from pathlib import Path
 from typing import Any
 
+from babel.messages.catalog import Catalog
+from babel.messages.mofile import write_mo
+from babel.messages.pofile import read_po
+from babel.support import Translations
+
 LOCALES_DIR = Path(__file__).parent / "locales"
+DOMAIN = "messages"
 LANGUAGES = ("ru", "en")
 DEFAULT_LANGUAGE = "en"
 
 
+def po_path(language: str) -> Path:
+    return LOCALES_DIR / language / "LC_MESSAGES" / f"{DOMAIN}.po"
+
+
+@cache
+def _po(language: str) -> Catalog:
+    with po_path(language).open("rb") as fh:
+        # abort_invalid: a broken catalog fails loudly at start, not as a missing text later.
+        return read_po(fh, locale=language, domain=DOMAIN, abort_invalid=True)
+
+
+@cache
+def translations(language: str) -> Translations:
+    buffer = io.BytesIO()
+    write_mo(buffer, _po(language), use_fuzzy=False)
+    buffer.seek(0)
+    return Translations(buffer, domain=DOMAIN)
+
+
 @cache
 def catalog(language: str) -> dict[str, str]:
-    with (LOCALES_DIR / f"{language}.toml").open("rb") as fh:
-        return _flatten(tomllib.load(fh))
-
-
-def _flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, str]:
-    flat: dict[str, str] = {}
-    for key, value in tree.items():
-        name = f"{prefix}{key}"
-        if isinstance(value, dict):
-            flat.update(_flatten(value, f"{name}."))
-        else:
-            flat[name] = str(value)
-    return flat
+    """Every key of a language and its text (fuzzy or empty entries excluded)."""
+    return {str(message.id): str(message.string) for message in _po(language)
+            if message.id and message.string and not message.fuzzy}
 
 
 def pick_language(language_code: str | None) -> str:
@@ -47,6 +69,11 @@ def pick_language(language_code: str | None) -> str:
 
 
 def gettext(language: str, key: str, /, **params: Any) -> str:
-    texts = catalog(language if language in LANGUAGES else DEFAULT_LANGUAGE)
-    template = texts.get(key) or catalog(DEFAULT_LANGUAGE)[key]
+    language = language if language in LANGUAGES else DEFAULT_LANGUAGE
+    template = translations(language).gettext(key)
+    if template == key and language != DEFAULT_LANGUAGE:
+        template = translations(DEFAULT_LANGUAGE).gettext(key)
+    if template == key:
+        # An unknown key is a bug, not a text: say so instead of showing "a.b" to a user.
+        raise KeyError(key)
     return template.format(**params) if params else template

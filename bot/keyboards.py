@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from aiogram.types import InlineKeyboardMarkup, KeyboardButton, ReplyKeyboardMarkup
 from aiogram.utils.keyboard import InlineKeyboardBuilder
 
-from bot.callbacks import AgentCb, CustomerCb, DepartmentCb, MenuCb
+from bot.callbacks import AgentCb, CustomerCb, DepartmentCb, MenuCb, StatsCb
 from bot.i18n import gettext
 from bot.services.types import Page, TicketSummary
 from bridges.base import Capabilities, Capability, Department, Priority, TicketStatus
@@ -75,6 +75,19 @@ def rating(ticket_id: int, lang: str, caps: Capabilities) -> InlineKeyboardMarku
         kb.button(text=gettext(lang, "ticket.reopen"),
                   callback_data=CustomerCb(action="reopen", ticket_id=ticket_id))
     kb.adjust(5, 1)
+    return kb.as_markup()
+
+
+def skip_comment(lang: str, ticket_id: int) -> InlineKeyboardMarkup:
+    kb = InlineKeyboardBuilder()
+    kb.button(text=gettext(lang, "customer.rating_comment_skip"),
+              callback_data=CustomerCb(action="nocomment", ticket_id=ticket_id))
+    return kb.as_markup()
+
+
+def stats_chart(lang: str) -> InlineKeyboardMarkup:
+    kb = InlineKeyboardBuilder()
+    kb.button(text=gettext(lang, "stats.chart_button"), callback_data=StatsCb(action="chart"))
     return kb.as_markup()
 
 

@@ -18,13 +18,24 @@ log = logging.getLogger("deskbridge.handlers")
 DATABASE_PATIENCE_SECONDS = 300.0
 
 
+# PostgreSQL error classes that mean "the server is not taking us now":
+# 08 connection exceptions, 57P admin shutdown / cannot connect now, 53300 too
+# many connections, 55000 a database refusing connections (ALLOW_CONNECTIONS).
+OUTAGE_SQLSTATES = ("08", "57P", "53300", "55000")
+
+
 def is_database_outage(exc: BaseException) -> bool:
     """Connection-level failures (as opposed to a bad query or a constraint)."""
     if isinstance(exc, OperationalError | InterfaceError):
         return True
-    if isinstance(exc, DBAPIError) and exc.connection_invalidated:
-        return True
-    return isinstance(exc, ConnectionError | TimeoutError)
+    if isinstance(exc, DBAPIError):
+        if exc.connection_invalidated:
+            return True
+        for cause in (exc.orig, getattr(exc.orig, "__cause__", None)):
+            state = str(getattr(cause, "sqlstate", "") or "")
+            if state.startswith(OUTAGE_SQLSTATES):
+                return True
+    return isinstance(exc, ConnectionError | TimeoutError | OSError)
 
 
 class RetryWhileDatabaseDown(BaseMiddleware):

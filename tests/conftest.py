@@ -14,6 +14,7 @@ from sqlalchemy import text
 from bot.db.migrate import upgrade
 from bot.db.session import create_engine
 
+
 def _private_database(url: str | None) -> str | None:
     """A database of this test run's own beside the one TEST_DATABASE_URL names,
     so that test runs sharing a server (several developers, CI) never drop

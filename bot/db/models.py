@@ -14,6 +14,7 @@ from typing import Any, ClassVar
 from sqlalchemy import (
     JSON,
     BigInteger,
+    Boolean,
     DateTime,
     ForeignKey,
     Index,
@@ -120,6 +121,18 @@ class Ticket(Base):
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
     closed_at: Mapped[datetime | None]
     first_reply_at: Mapped[datetime | None]
+    # Satisfaction: when the customer rated (`rating`, 1–5) and their optional comment.
+    rated_at: Mapped[datetime | None]
+    rating_comment: Mapped[str | None] = mapped_column(Text)
+    # SLA (bot.services.sla): since when the customer waits for an agent's
+    # reply, when it is due, when the reminder for that went out (one per
+    # crossing), and when a ticket waiting for the customer closes by itself.
+    # Deadlines are stored, not computed, so the card can show them and the
+    # job finds what is due with an index instead of scanning open tickets.
+    awaiting_agent_since: Mapped[datetime | None]
+    reply_due_at: Mapped[datetime | None] = mapped_column(index=True)
+    reply_reminded_at: Mapped[datetime | None]
+    autoclose_at: Mapped[datetime | None] = mapped_column(index=True)
 
 
 class Message(Base):
@@ -144,6 +157,8 @@ class Message(Base):
     tg_media_group_id: Mapped[str | None] = mapped_column(String(64))
     remote_message_id: Mapped[str | None] = mapped_column(String(128))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # Set when the customer edited the message in Telegram (its text is the new one).
+    edited_at: Mapped[datetime | None]
 
 
 class Attachment(Base):
@@ -208,3 +223,23 @@ class OutboxItem(Base):
     last_error: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     delivered_at: Mapped[datetime | None]
+
+
+class CannedReply(Base):
+    """A reply agents insert with inline mode (`@bot <query>`), managed with
+    `/canned`. With a bridge that stores articles (the local desk), it is also
+    written to the helpdesk's knowledge base: `remote_article_id` is that
+    article, so searches show it once."""
+
+    __tablename__ = "canned_replies"
+
+    id: Mapped[int] = mapped_column(IdType, primary_key=True)
+    title: Mapped[str] = mapped_column(String(128))
+    text: Mapped[str] = mapped_column(Text)
+    # Public replies double as customer-visible knowledge-base articles.
+    public: Mapped[bool] = mapped_column(Boolean, default=True)
+    remote_article_id: Mapped[str | None] = mapped_column(String(128))
+    created_by_agent_id: Mapped[int | None] = mapped_column(ForeignKey("agents.id"))
+    # How often agents picked it (chosen_inline_result); the most used come first.
+    use_count: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)

@@ -4,10 +4,23 @@ from __future__ import annotations
 
 from aiogram import Router
 
-from bot.handlers import agents, customer, errors
+from bot.handlers import (
+    agents,
+    canned,
+    customer,
+    edits,
+    errors,
+    inline,
+    satisfaction,
+    stats,
+)
 
 
 def setup() -> Router:
     router = Router(name=__name__)
-    router.include_routers(errors.setup(), agents.setup(), customer.setup())
+    # The agent-toolkit routers come before `agents` and `customer`: those end
+    # in catch-alls (refusals, "a message to a ticket") that would take their updates.
+    router.include_routers(errors.setup(), inline.setup(), canned.setup(), stats.setup(),
+                           satisfaction.setup(), edits.setup(), agents.setup(),
+                           customer.setup())
     return router

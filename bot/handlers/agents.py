@@ -22,7 +22,7 @@ from bot.services import render
 from bot.services.delivery import AgentChat
 from bot.services.errors import UserFacingError
 from bot.services.tickets import TicketService
-from bridges.base import Priority, TicketStatus
+from bridges.base import Capability, Priority, TicketStatus
 
 NOTE_PREFIX = "#"
 
@@ -136,29 +136,12 @@ async def link(message: Message, command: CommandObject, tickets: TicketService)
     await message.reply(gettext(lang, "agent.linked", name=render.escape(name)))
 
 
-async def stats(message: Message, tickets: TicketService, agent_chat: AgentChat) -> None:
-    lang = agent_chat.language if message.chat.id == agent_chat.chat_id else pick_language(
-        message.from_user.language_code if message.from_user else None)
-    figures = await tickets.stats()
-    lines = [gettext(lang, "agent.stats", open=figures.open, waiting=figures.waiting,
-                     closed_today=figures.closed_today, total=figures.total)]
-    if figures.avg_first_reply_minutes is not None:
-        lines.append(gettext(lang, "agent.stats_first_reply",
-                             minutes=f"{figures.avg_first_reply_minutes:.0f}"))
-    if figures.avg_rating is not None:
-        lines.append(gettext(lang, "agent.stats_rating", rating=f"{figures.avg_rating:.1f}",
-                             count=figures.ratings))
-    for name, count in figures.per_agent:
-        lines.append(f"• {render.escape(name)}: {count}")
-    await message.reply("\n".join(lines))
-
-
 async def agent_help(message: Message, agent_chat: AgentChat) -> None:
     await message.reply(gettext(agent_chat.language, "agent.help"))
 
 
 async def reply_or_note(message: Message, tickets: TicketService, agent_chat: AgentChat,
-                        state: FSMContext) -> None:
+                        state: FSMContext, told_read_only: set[int]) -> None:
     """Anything an agent writes in a ticket's topic goes to the customer; a
     leading `#` (or the card's Note button) makes it an internal note."""
     ticket_id = await _ticket_of(message, tickets, agent_chat)
@@ -173,6 +156,14 @@ async def reply_or_note(message: Message, tickets: TicketService, agent_chat: Ag
         data = incoming(message, text=stripped, html=None)
     if is_note:
         await state.clear()
+    needed = Capability.NOTES if is_note else Capability.REPLY_AS_AGENT
+    if needed not in tickets.capabilities:
+        # A customer-side helpdesk (Plusofon...) takes no replies from the
+        # company's staff: what they write stays among them. Said once per ticket.
+        if ticket_id not in told_read_only:
+            told_read_only.add(ticket_id)
+            await message.reply(gettext(agent_chat.language, "agent.topic_read_only"))
+        return
     await tickets.agent_message(tg_user(message), ticket_id, data, note=is_note)
 
 
@@ -263,17 +254,15 @@ def setup() -> Router:
     group.message.register(refer, Command("refer"))
     group.message.register(queue, Command("tickets", "queue"))
     group.message.register(link, Command("link"))
-    group.message.register(stats, Command("stats"))
     group.message.register(agent_help, Command("help", "start"))
     group.message.register(reply_or_note, is_supported, ~F.text.startswith("/"))
     group.callback_query.register(on_card, AgentCb.filter())
 
-    # Agents' own private chat with the bot: account linking and stats.
+    # Agents' own private chat with the bot: account linking (stats: bot.handlers.stats).
     private = Router(name=f"{__name__}.private")
     private.message.filter(F.chat.type == "private")
     # The command first: customers' messages never cost a getChatMember call.
     private.message.register(link, Command("link"), IsAgent())
-    private.message.register(stats, Command("stats"), IsAgent())
 
     # Everyone else who tries agent things.
     refusals = Router(name=f"{__name__}.refusals")

@@ -52,8 +52,11 @@ def incoming(message: Message, *, text: str | None = None, html: str | None = No
     reply = message.reply_to_message
     # In a forum, a plain message "replies" to the topic's creation message.
     reply_to = None
+    reply_to_bot_text = None
     if reply is not None and not (reply.forum_topic_created is not None):
         reply_to = reply.message_id
+        if reply.from_user is not None and reply.from_user.is_bot:
+            reply_to_bot_text = reply.text or reply.caption
     return IncomingMessage(
         tg_chat_id=message.chat.id,
         tg_message_id=message.message_id,
@@ -63,5 +66,6 @@ def incoming(message: Message, *, text: str | None = None, html: str | None = No
         files=files_of(message),
         tg_media_group_id=message.media_group_id,
         reply_to_tg_message_id=reply_to,
+        reply_to_bot_text=reply_to_bot_text,
         tg_thread_id=message.message_thread_id if message.is_topic_message else None,
     )

@@ -134,12 +134,6 @@ async def on_ticket(query: CallbackQuery, callback_data: CustomerCb, tickets: Ti
         if message:
             await message.edit_text(gettext(lang, "customer.placed", number=ticket.number))
         return
-    if action == "rate" and callback_data.value:
-        await tickets.rate(user, callback_data.ticket_id, callback_data.value)
-        await query.answer(gettext(lang, "customer.thanks_for_rating"))
-        if message:
-            await message.edit_reply_markup(reply_markup=None)
-        return
     if action == "rate":
         await tickets.customer_ticket(user, callback_data.ticket_id, history=0)  # owner check
         await query.answer()

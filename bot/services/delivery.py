@@ -56,7 +56,7 @@ from bot.db.models import (
 )
 from bot.i18n import gettext
 from bot.middlewares import is_database_outage
-from bot.services import render
+from bot.services import edits, render
 from bot.services.identity import agent_identity, customer_identity
 from bot.services.outbox import Kind, OutboxSignal, agent_lane, enqueue
 from bot.services.pacing import TelegramPacer
@@ -137,6 +137,7 @@ class OutboxDispatcher:
         max_attempts: int = 10,
         concurrency: int = 16,
         lease_seconds: float = 60.0,
+        provider_timeout: float = 30.0,
         file_fetcher: Callable[[str], Awaitable[bytes]] | None = None,
         metrics: Metrics | None = None,
     ) -> None:
@@ -151,6 +152,7 @@ class OutboxDispatcher:
         self._fetch_url = file_fetcher
         self._concurrency = concurrency
         self._lease_seconds = lease_seconds
+        self._provider_timeout = provider_timeout
         self._postgres = sessionmaker.kw["bind"].dialect.name == "postgresql"
         self._metrics = metrics or Metrics()
 
@@ -163,14 +165,14 @@ class OutboxDispatcher:
             free = self._concurrency - len(running)
             try:
                 claimed = await self._claim(free) if free > 0 else []
-            except Exception:
-                log.exception("claiming outbox rows failed")
-                claimed = []
-            for row in claimed:
-                task = asyncio.create_task(self._deliver(row), name=f"outbox-{row.id}")
-                running.add(task)
-                task.add_done_callback(running.discard)
-            timeout = 1.0 if claimed else await self._seconds_to_next_due()
+                for row in claimed:
+                    task = asyncio.create_task(self._deliver(row), name=f"outbox-{row.id}")
+                    running.add(task)
+                    task.add_done_callback(running.discard)
+                timeout = 1.0 if claimed else await self._seconds_to_next_due()
+            except Exception as exc:  # e.g. the database is away: try again shortly
+                log.warning("outbox pass failed: %s: %s", type(exc).__name__, exc)
+                timeout = 1.0
             await self._signal.wait(timeout)
         if running:  # let deliveries under way finish: their outcome must be recorded
             await asyncio.wait(running, timeout=30)
@@ -218,32 +220,51 @@ class OutboxDispatcher:
                    earlier.id < OutboxItem.id)
             .exists()
         )
-        statement = (
+        due = (
             select(OutboxItem)
             .where(OutboxItem.status.in_(LIVE_STATUSES), OutboxItem.next_attempt_at <= now,
                    ~blocked)
             .order_by(OutboxItem.id)
-            .limit(limit)
         )
+        # The agent group's 20 a minute are the scarcest budget: take no more
+        # agent-chat rows than it can send now, so waiting mirrors do not churn
+        # through claims (and starve customers' deliveries) while they wait.
+        agent_rows = self._agent_chat_quota()
+        statements = [due.where(~OutboxItem.lane.startswith("a:")).limit(limit)]
+        if agent_rows:
+            statements.append(due.where(OutboxItem.lane.startswith("a:")).limit(agent_rows))
         if self._postgres:
-            statement = statement.with_for_update(skip_locked=True, of=OutboxItem)
+            statements = [s.with_for_update(skip_locked=True, of=OutboxItem) for s in statements]
         async with self._sm.begin() as session:
-            rows = list(await session.scalars(statement))
+            rows = [row for statement in statements for row in await session.scalars(statement)]
             lease_end = now + timedelta(seconds=self._lease_seconds)
             for row in rows:
                 row.status = "in_flight"
                 row.next_attempt_at = lease_end
         return rows
 
+    def _agent_chat_quota(self) -> int:
+        """How many agent-chat rows to claim now (0 while the group must wait)."""
+        chat_id = self.agent_chat.chat_id
+        if self._pacer.delay_for(chat_id) > INLINE_WAIT_SECONDS:
+            return 0
+        return max(1, self._pacer.group_budget(chat_id))
+
     async def _seconds_to_next_due(self) -> float:
+        waits = [5.0]
         async with self._sm() as session:
-            next_at = await session.scalar(
-                select(func.min(OutboxItem.next_attempt_at)).where(
-                    OutboxItem.status.in_(LIVE_STATUSES))
-            )
-        if next_at is None:
-            return 5.0
-        return min(5.0, max(0.05, (next_at - utcnow()).total_seconds()))
+            for lanes in ("others", "agent"):
+                if lanes == "agent" and not self._agent_chat_quota():
+                    waits.append(self._pacer.delay_for(self.agent_chat.chat_id))
+                    continue
+                in_lanes = OutboxItem.lane.startswith("a:")
+                next_at = await session.scalar(
+                    select(func.min(OutboxItem.next_attempt_at)).where(
+                        OutboxItem.status.in_(LIVE_STATUSES),
+                        in_lanes if lanes == "agent" else ~in_lanes))
+                if next_at is not None:
+                    waits.append((next_at - utcnow()).total_seconds())
+        return min(5.0, max(0.05, min(waits)))
 
     # --------------------------------------------------------------- one row
 
@@ -259,26 +280,39 @@ class OutboxDispatcher:
     async def _deliver_once(self, row: OutboxItem) -> None:
         async with self._limit:
             try:
-                outcome = await self._handle(row)
-            except Deferred as wait:
-                await self._reschedule(row, wait.delay, count=False)
-            except TelegramRetryAfter as exc:
-                self._metrics.telegram_429.inc()
-                self._pacer.pause(self._chat_of_retry(row), exc.retry_after)
-                await self._reschedule(row, exc.retry_after, count=False,
-                                       error=f"429 retry after {exc.retry_after}")
-            except RateLimited as exc:
-                await self._reschedule(row, exc.retry_after or 60.0, count=False,
-                                       error=f"provider rate limited: {exc}")
-            except (Dead, NotFound, Invalid) as exc:
-                await self._bury(row, f"{type(exc).__name__}: {exc}")
-            except (BridgeError, TelegramBadRequest) as exc:
-                await self._retry_or_bury(row, f"{type(exc).__name__}: {exc}")
+                if row.kind.startswith("provider."):
+                    # A helpdesk that hangs must not hold the lane (or its lease) forever.
+                    async with asyncio.timeout(self._provider_timeout):
+                        outcome = await self._handle(row)
+                else:
+                    outcome = await self._handle(row)
             except Exception as exc:
-                log.exception("delivering outbox row %s (%s) failed", row.id, row.kind)
-                await self._retry_or_bury(row, f"{type(exc).__name__}: {exc}")
+                # What happens next is written down with the same patience as
+                # a success: a database hiccup must not strand the row.
+                await self._record_with_patience(self._after_failure, row, exc)
             else:
                 await self._record_with_patience(self._complete, row, outcome)
+
+    async def _after_failure(self, row: OutboxItem, exc: Exception) -> None:
+        if isinstance(exc, Deferred):
+            await self._reschedule(row, exc.delay, count=False)
+        elif isinstance(exc, TelegramRetryAfter):
+            self._metrics.telegram_429.inc()
+            self._pacer.pause(self._chat_of_retry(row), exc.retry_after)
+            await self._reschedule(row, exc.retry_after, count=False,
+                                   error=f"429 retry after {exc.retry_after}")
+        elif isinstance(exc, RateLimited):
+            await self._reschedule(row, exc.retry_after or 60.0, count=False,
+                                   error=f"provider rate limited: {exc}")
+        elif isinstance(exc, Dead | NotFound | Invalid):
+            await self._bury(row, f"{type(exc).__name__}: {exc}")
+        elif isinstance(exc, BridgeError | TelegramBadRequest | TimeoutError):
+            await self._retry_or_bury(row, f"{type(exc).__name__}: {exc}")
+        else:
+            if not is_database_outage(exc):
+                log.error("delivering outbox row %s (%s) failed", row.id, row.kind,
+                          exc_info=exc)
+            await self._retry_or_bury(row, f"{type(exc).__name__}: {exc}")
 
     def _chat_of_retry(self, row: OutboxItem) -> int | None:
         return self.agent_chat.chat_id if row.lane.startswith("a:") else None
@@ -374,6 +408,8 @@ class OutboxDispatcher:
             Kind.AGENT_NOTICE: self._agent_notice,
             Kind.CUSTOMER_MESSAGE: self._customer_message,
             Kind.CUSTOMER_NOTICE: self._customer_notice,
+            Kind.EDIT_MIRROR: self._edit_mirror,
+            Kind.AGENT_CHAT_NOTICE: self._agent_chat_notice,
         }.get(Kind(row.kind))
         if handler is None:
             raise Dead(f"unknown outbox kind {row.kind}")
@@ -392,13 +428,30 @@ class OutboxDispatcher:
 
     async def _message(self, message_id: int) -> tuple[Message, list[Attachment]]:
         async with self._sm() as session:
-            message = await session.get(Message, message_id)
-            if message is None:
-                raise Dead(f"message {message_id} is gone")
-            files = list(await session.scalars(
-                select(Attachment).where(Attachment.message_id == message_id)
-                .order_by(Attachment.id)))
-            return message, files
+            return await self._message_in(session, message_id)
+
+    async def _message_in(self, session: AsyncSession, message_id: int
+                          ) -> tuple[Message, list[Attachment]]:
+        message = await session.get(Message, message_id)
+        if message is None:
+            raise Dead(f"message {message_id} is gone")
+        files = list(await session.scalars(
+            select(Attachment).where(Attachment.message_id == message_id)
+            .order_by(Attachment.id)))
+        return message, files
+
+    async def _message_context(self, message_id: int
+                               ) -> tuple[Message, list[Attachment], Ticket, Customer]:
+        """A ticket message with everything a send needs, in one read."""
+        async with self._sm() as session:
+            message, files = await self._message_in(session, message_id)
+            if message.ticket_id is None:
+                raise NotReady()  # a draft the customer has not placed yet
+            ticket = await session.get(Ticket, message.ticket_id)
+            customer = await session.get(Customer, ticket.customer_id) if ticket else None
+            if ticket is None or customer is None:
+                raise Dead(f"the ticket of message {message_id} is gone")
+            return message, files, ticket, customer
 
     # ------------------------------------------------------------ provider
 
@@ -544,12 +597,9 @@ class OutboxDispatcher:
         delay = self._pacer.delay_for(chat_id)
         if delay > INLINE_WAIT_SECONDS:
             raise Deferred(delay)
+        self._pacer.record(chat_id, delay)  # booked: later senders queue behind this one
         if delay > 0:
             await asyncio.sleep(delay)
-            delay = self._pacer.delay_for(chat_id)
-            if delay > 0:
-                raise Deferred(delay)
-        self._pacer.record(chat_id)
 
     async def _ensure_thread(self, ticket: Ticket, customer: Customer) -> Ticket:
         """The ticket's place in the agent chat: its forum topic, or (without
@@ -631,14 +681,19 @@ class OutboxDispatcher:
                                                 parse_mode=None, reply_markup=markup, **kwargs)
 
     def _file_part(self, chat_id: int, file: Attachment, caption: str | None,
-                   ticket_id: int, message_id: int, **kwargs: Any) -> Part:
+                   ticket_id: int, message_id: int, lang: str, **kwargs: Any) -> Part:
         async def send() -> TgMessage | None:
             media: Any = file.tg_file_id
             if media is None and file.remote_url and self._fetch_url is not None:
                 media = BufferedInputFile(await self._fetch_url(file.remote_url),
                                           filename=file.file_name)
             if media is None:
-                return None
+                # Nothing Telegram can fetch (the helpdesk gave no usable link):
+                # name the file rather than drop it silently.
+                await self._slot(chat_id)
+                return await self._send_html(
+                    chat_id, f"📎 {render.escape(file.file_name)} — "
+                    + gettext(lang, "delivery.file_unavailable"), **kwargs)
             await self._slot(chat_id)
             senders: dict[str, Callable[..., Awaitable[TgMessage]]] = {
                 "photo": self._bot.send_photo, "voice": self._bot.send_voice,
@@ -666,12 +721,20 @@ class OutboxDispatcher:
         """Send a row's messages one by one, recording each as it goes out, so
         that a retry after a failure part-way never repeats what was sent."""
         done = int(row.payload.get("parts_done", 0))
+        outcome = Outcome()
         for index, part in enumerate(parts):
             if index < done:
                 continue
             sent = await part.send()
-            await self._record_with_patience(self._record_part, row, index + 1, sent, part)
-        return Outcome()
+            if index == len(parts) - 1:
+                # The last part is recorded with the row's completion: one
+                # transaction fewer for the common single-message row.
+                if sent is not None:
+                    outcome.link(sent, part.ticket_id, part.message_id)
+                outcome.also_done.extend(part.also_done)
+            else:
+                await self._record_with_patience(self._record_part, row, index + 1, sent, part)
+        return outcome
 
     async def _record_part(self, row: OutboxItem, parts_done: int, sent: TgMessage | None,
                            part: Part) -> None:
@@ -690,10 +753,7 @@ class OutboxDispatcher:
         self._metrics.deliveries.inc(len(part.also_done))
 
     async def _mirror(self, row: OutboxItem) -> Outcome:
-        message, files = await self._message(row.payload["message_id"])
-        if message.ticket_id is None:
-            raise NotReady()
-        ticket, customer = await self._load(message.ticket_id)
+        message, files, ticket, customer = await self._message_context(row.payload["message_id"])
         ticket = await self._ensure_thread(ticket, customer)
         chat_id = self.agent_chat.chat_id
         lang = self.agent_chat.language
@@ -720,7 +780,8 @@ class OutboxDispatcher:
             caption = render.mirror(message, lang, ticket_tag=tag)
         for index, file in enumerate(files):
             parts.append(self._file_part(chat_id, file, caption if index == 0 else None,
-                                         ticket.id, message.id, **self._thread_kwargs(ticket)))
+                                         ticket.id, message.id, lang,
+                                         **self._thread_kwargs(ticket)))
         return await self._send_parts(row, parts)
 
     def _thread_kwargs(self, ticket: Ticket) -> dict[str, Any]:
@@ -812,14 +873,13 @@ class OutboxDispatcher:
         return outcome
 
     async def _customer_message(self, row: OutboxItem) -> Outcome:
-        message, files = await self._message(row.payload["message_id"])
-        assert message.ticket_id is not None
-        ticket, customer = await self._load(message.ticket_id)
+        message, files, ticket, customer = await self._message_context(row.payload["message_id"])
         chat_id = customer.tg_user_id
         text = render.to_customer(message, ticket, customer.language)
         parts = [self._text_part(chat_id, chunk, ticket.id, message.id)
                  for chunk in render.split_text(text)]
-        parts += [self._file_part(chat_id, file, None, ticket.id, message.id) for file in files]
+        parts += [self._file_part(chat_id, file, None, ticket.id, message.id, customer.language)
+                  for file in files]
         try:
             return await self._send_parts(row, parts)
         except TelegramForbiddenError as exc:
@@ -858,3 +918,37 @@ class OutboxDispatcher:
                     {"ticket_id": ticket.id, "key": "agent.customer_blocked"})
             enqueue(session, Kind.CARD, agent_lane(ticket.id), {"ticket_id": ticket.id})
 
+    async def _edit_mirror(self, row: OutboxItem) -> Outcome:
+        """The customer edited a message: edit the bot's copy of it in the
+        agent chat (bot.services.edits finds it), or post the new text when
+        there is no single text copy to edit."""
+        chat = self.agent_chat
+        plan = await edits.plan_mirror_edit(self._sm, row.payload["message_id"],
+                                            chat_id=chat.chat_id, forum=chat.forum,
+                                            lang=chat.language)
+        if plan is None:
+            return Outcome()
+        if plan.tg_message_id is not None:
+            await self._slot(chat.chat_id)
+            try:
+                await self._bot.edit_message_text(text=plan.html, chat_id=chat.chat_id,
+                                                  message_id=plan.tg_message_id,
+                                                  parse_mode="HTML")
+                return Outcome()
+            except TelegramBadRequest as exc:
+                if "message is not modified" in str(exc):
+                    return Outcome()
+                if "message to edit not found" not in str(exc):
+                    raise
+        ticket, customer = await self._load(plan.ticket_id)
+        ticket = await self._ensure_thread(ticket, customer)
+        await self._slot(chat.chat_id)
+        outcome = Outcome()
+        outcome.link(await self._send_agent(ticket, plan.fallback_html), ticket.id, None)
+        return outcome
+
+    async def _agent_chat_notice(self, row: OutboxItem) -> Outcome:
+        """A message to the agent chat itself (the general topic), e.g. the SLA summary."""
+        await self._slot(self.agent_chat.chat_id)
+        await self._send_html(self.agent_chat.chat_id, row.payload["html"])
+        return Outcome()

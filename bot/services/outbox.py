@@ -31,6 +31,10 @@ class Kind(enum.StrEnum):
     AGENT_NOTICE = "tg.agent_notice"
     CUSTOMER_MESSAGE = "tg.customer_message"
     CUSTOMER_NOTICE = "tg.customer_notice"
+    # The customer edited a message: edit the bot's copy of it in the agent chat.
+    EDIT_MIRROR = "tg.edit_mirror"
+    # A message to the agent chat itself (its general topic), about no one ticket.
+    AGENT_CHAT_NOTICE = "tg.agent_chat_notice"
 
 
 def provider_lane(ticket_id: int) -> str:
@@ -43,6 +47,11 @@ def agent_lane(ticket_id: int) -> str:
 
 def customer_lane(customer_id: int) -> str:
     return f"c:{customer_id}"
+
+
+def agent_chat_lane() -> str:
+    """The agent chat's general topic; `a:` so a 429 there pauses the whole chat."""
+    return "a:chat"
 
 
 class OutboxSignal:

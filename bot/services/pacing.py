@@ -11,8 +11,9 @@ once followed by a minute of silence. Under load the outbox merges the
 pending texts of a topic into the next send, so a busy group falls behind by
 seconds, not minutes.
 
-`delay_for` and `record` are called back to back with no await between them,
-so concurrent lanes of one process never overshoot.
+`delay_for` and `record` are called back to back with no await between them
+(the caller then sleeps the delay), so concurrent lanes of one process book
+consecutive slots and never overshoot.
 """
 
 from __future__ import annotations
@@ -63,13 +64,20 @@ class TelegramPacer:
             waits.append(self._chat_next.get(chat_id, 0.0) - now)
         return max(0.0, *waits)
 
-    def record(self, chat_id: int) -> None:
+    def record(self, chat_id: int, delay: float = 0.0) -> None:
+        """Book the slot `delay` seconds from now (what `delay_for` said), so
+        that sends waiting concurrently queue up behind each other instead
+        of all waking to the same slot."""
         now = self._clock()
+        at = now + delay
+        # The overall budget is taken in turn, not at `at`: a group message
+        # booked seconds ahead must not hold every other chat back until then.
         self._global_next = max(self._global_next, now) + self._global_interval
         if is_group(chat_id):
+            # Tokens may go below zero: that is a slot booked in the future.
             self._group_tokens[chat_id] = (self._tokens(chat_id, now) - 1, now)
         else:
-            self._chat_next[chat_id] = now + self._chat_interval
+            self._chat_next[chat_id] = at + self._chat_interval
 
     def group_budget(self, chat_id: int) -> int:
         """Sends a group can take right now without waiting."""

@@ -7,7 +7,7 @@ way in; these functions only add the bot's own markup.
 from __future__ import annotations
 
 import html
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from bot.db.models import Customer, Message, Ticket
 from bot.i18n import gettext
@@ -17,6 +17,7 @@ TELEGRAM_TEXT_LIMIT = 4096
 TELEGRAM_CAPTION_LIMIT = 1024
 TOPIC_NAME_LIMIT = 128
 CARD_EXCERPT_LIMIT = 2500
+RATING_COMMENT_LIMIT = 300
 
 AUTHOR_ICON = {"customer": "👤", "agent": "🎧", "note": "📝", "system": "ℹ️"}
 
@@ -42,6 +43,47 @@ def when(moment: datetime | None) -> str:
     return moment.strftime("%Y-%m-%d %H:%M UTC") if moment else "—"
 
 
+def duration(span: timedelta | float, lang: str) -> str:
+    """A span of time as people say it: "45 min", "2 h 05 min", "3 d 4 h"."""
+    seconds = span.total_seconds() if isinstance(span, timedelta) else span
+    minutes = max(0, round(seconds / 60))
+    if minutes < 60:
+        return gettext(lang, "time.minutes", minutes=minutes)
+    hours, minutes = divmod(minutes, 60)
+    if hours < 24:
+        return gettext(lang, "time.hours", hours=hours, minutes=f"{minutes:02d}")
+    days, hours = divmod(hours, 24)
+    return gettext(lang, "time.days", days=days, hours=hours)
+
+
+def topic_url(chat_id: int, topic_id: int | None) -> str | None:
+    """A link to a forum topic (only supergroups, whose ids start with -100, have one)."""
+    if topic_id is None or not str(chat_id).startswith("-100"):
+        return None
+    return f"https://t.me/c/{str(chat_id)[4:]}/{topic_id}"
+
+
+def sla_lines(ticket: Ticket, lang: str) -> list[str]:
+    """The ticket's times and deadlines (bot.services.sla stores them)."""
+    lines: list[str] = []
+    if ticket.first_reply_at is not None:
+        lines.append(gettext(lang, "card.first_reply", at=when(ticket.first_reply_at),
+                             after=duration(ticket.first_reply_at - ticket.created_at, lang)))
+    if ticket.status == "open" and ticket.awaiting_agent_since is not None:
+        key = "card.waiting_first" if ticket.first_reply_at is None else "card.waiting_next"
+        lines.append(gettext(lang, key, since=when(ticket.awaiting_agent_since)))
+        if ticket.reply_due_at is not None:
+            limit = duration(ticket.reply_due_at - ticket.awaiting_agent_since, lang)
+            lines.append(gettext(lang, "card.reply_due", due=when(ticket.reply_due_at),
+                                 limit=limit))
+    if ticket.status == "waiting" and ticket.autoclose_at is not None:
+        lines.append(gettext(lang, "card.autoclose", at=when(ticket.autoclose_at)))
+    if ticket.status == "closed" and ticket.closed_at is not None:
+        lines.append(gettext(lang, "card.closed", at=when(ticket.closed_at),
+                             after=duration(ticket.closed_at - ticket.created_at, lang)))
+    return lines
+
+
 def card(ticket: Ticket, customer: Customer, opening: Message | None, lang: str) -> str:
     who = escape(customer.full_name)
     if customer.username:
@@ -54,11 +96,17 @@ def card(ticket: Ticket, customer: Customer, opening: Message | None, lang: str)
         gettext(lang, "card.assignee",
                 assignee=escape(ticket.assignee_name) or gettext(lang, "card.nobody")),
         gettext(lang, "card.created", created=when(ticket.created_at)),
+        *sla_lines(ticket, lang),
     ]
     if customer.blocked_at is not None:
         lines.append(gettext(lang, "card.blocked"))
     if ticket.rating is not None:
         lines.append(gettext(lang, "card.rating", stars="⭐" * ticket.rating))
+        if ticket.rating_comment:
+            comment = ticket.rating_comment
+            if len(comment) > RATING_COMMENT_LIMIT:
+                comment = comment[:RATING_COMMENT_LIMIT] + "…"
+            lines.append(gettext(lang, "card.rating_comment", comment=escape(comment)))
     if ticket.remote_url:
         lines.append(f'<a href="{html.escape(ticket.remote_url)}">'
                      f'{gettext(lang, "card.open_in_helpdesk")}</a>')
@@ -76,6 +124,8 @@ def mirror(message: Message, lang: str, *, ticket_tag: str | None = None) -> str
     head = f"{icon} <b>{escape(message.author_name or '')}</b>"
     if message.author_kind == "note":
         head += f" · <i>{gettext(lang, 'agent.note_label')}</i>"
+    if message.edited_at is not None:
+        head += f" · <i>{gettext(lang, 'agent.edited_label')}</i>"
     if ticket_tag:
         head = f"{escape(ticket_tag)} · {head}"
     body = body_html(message)

@@ -16,7 +16,16 @@ from datetime import datetime
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from bot.db.models import Attachment, Message, OutboxItem, PollCursor, Ticket, utcnow
+from bot.db.models import (
+    Attachment,
+    Customer,
+    Message,
+    OutboxItem,
+    PollCursor,
+    Ticket,
+    utcnow,
+)
+from bot.services import sla
 from bot.services.formatting import helpdesk_html_to_telegram
 from bot.services.outbox import (
     Kind,
@@ -26,6 +35,7 @@ from bot.services.outbox import (
     enqueue,
     provider_lane,
 )
+from bot.services.sla import SlaPolicy
 from bot.services.tickets import notify_status
 from bridges import base
 
@@ -50,11 +60,13 @@ class SyncService:
         signal: OutboxSignal,
         *,
         provider: str,
+        sla_policy: SlaPolicy | None = None,
     ) -> None:
         self._sm = sessionmaker
         self._bridge = bridge
         self._signal = signal
         self.provider = provider
+        self._sla = sla_policy or SlaPolicy()
         self.last_success_at: datetime | None = None
 
     async def poll_once(self) -> PollReport:
@@ -125,9 +137,14 @@ class SyncService:
         if remote.origin_key and remote.origin_key.startswith(_OWN_KEY_PREFIXES):
             return 0  # ours, e.g. the opening message of a ticket we created
         html = helpdesk_html_to_telegram(remote.html) if remote.html else None
+        author_name = remote.author_name
+        if author_name is None and remote.author_kind == base.AuthorKind.CUSTOMER:
+            # e.g. the customer answered the helpdesk's e-mail: it names no one
+            customer = await session.get(Customer, ticket.customer_id)
+            author_name = customer.full_name if customer else None
         message = Message(
             ticket_id=ticket.id, customer_id=ticket.customer_id,
-            author_kind=remote.author_kind.value, author_name=remote.author_name,
+            author_kind=remote.author_kind.value, author_name=author_name,
             text=remote.text, html=html, remote_message_id=remote.remote_message_id,
         )
         session.add(message)
@@ -143,6 +160,13 @@ class SyncService:
         ticket.updated_at = utcnow()
         enqueue(session, Kind.MIRROR, agent_lane(ticket.id), {"message_id": message.id},
                 key=f"mirror:{message.id}")
+        waits_changed = (
+            sla.customer_wrote(ticket, self._sla, utcnow())
+            if remote.author_kind == base.AuthorKind.CUSTOMER
+            else sla.agent_replied(ticket) if remote.author_kind == base.AuthorKind.AGENT
+            else False)
+        if waits_changed:
+            enqueue(session, Kind.CARD, agent_lane(ticket.id), {"ticket_id": ticket.id})
         if remote.author_kind in (base.AuthorKind.AGENT, base.AuthorKind.SYSTEM):
             if ticket.first_reply_at is None and remote.author_kind == base.AuthorKind.AGENT:
                 ticket.first_reply_at = utcnow()
@@ -191,6 +215,7 @@ class SyncService:
         if remote.status.value != ticket.status:
             ticket.status = remote.status.value
             ticket.closed_at = utcnow() if remote.status == base.TicketStatus.CLOSED else None
+            sla.status_changed(ticket, remote.status, self._sla, utcnow())
             if not own:
                 notify_status(session, ticket, remote.status, by=None)
             changed = True

@@ -12,7 +12,6 @@ import re
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
@@ -29,6 +28,7 @@ from bot.db.models import (
     utcnow,
 )
 from bot.i18n import gettext, pick_language
+from bot.services import sla
 from bot.services.errors import NotSupported, TicketNotFound, UserFacingError
 from bot.services.identity import customer_identity
 from bot.services.outbox import (
@@ -39,13 +39,13 @@ from bot.services.outbox import (
     enqueue,
     provider_lane,
 )
+from bot.services.sla import SlaPolicy
 from bot.services.types import (
     CustomerResult,
     HistoryLine,
     IncomingMessage,
     Outcome,
     Page,
-    Stats,
     TgUser,
     TicketSummary,
 )
@@ -65,6 +65,7 @@ PAGE_SIZE = 5
 DEPARTMENTS_TTL_SECONDS = 300.0
 # How the bot's messages about a ticket begin in the agent chat (render.py).
 TICKET_TAG = re.compile(r"^(?:🎫 )?#([\w-]+)")
+TICKET_NUMBER = re.compile(r"#([\w-]+)")
 SUBJECT_MAX = 120
 OPEN_STATUSES = (TicketStatus.OPEN.value, TicketStatus.WAITING.value)
 
@@ -115,11 +116,13 @@ class TicketService:
         signal: OutboxSignal,
         *,
         provider: str,
+        sla_policy: SlaPolicy | None = None,
     ) -> None:
         self._sessionmaker = sessionmaker
         self._bridge = bridge
         self._signal = signal
         self.provider = provider
+        self._sla = sla_policy or SlaPolicy()
         self._departments: tuple[float, tuple[Department, ...]] | None = None
 
     @property
@@ -178,6 +181,8 @@ class TicketService:
             for ticket in await self._open_tickets(session, customer.id):
                 enqueue(session, Kind.AGENT_NOTICE, agent_lane(ticket.id),
                         {"ticket_id": ticket.id, "key": key})
+                # The card says so too, for as long as it is true.
+                enqueue(session, Kind.CARD, agent_lane(ticket.id), {"ticket_id": ticket.id})
         self._signal.notify()
 
     async def remember_agent(self, user: TgUser) -> None:
@@ -248,7 +253,7 @@ class TicketService:
         if not force_new and incoming.reply_to_tg_message_id is not None:
             replied = await self._ticket_of_tg_message(
                 session, incoming.tg_chat_id, incoming.reply_to_tg_message_id
-            )
+            ) or await self._ticket_named_in(session, customer, incoming.reply_to_bot_text)
             if replied is not None and replied.customer_id == customer.id:
                 if replied.status == TicketStatus.CLOSED:
                     # Lose nothing: the message waits as a draft the customer can place.
@@ -331,6 +336,10 @@ class TicketService:
                 {"message_id": message.id}, key=f"post:{message.id}", delay=delay)
         enqueue(session, Kind.MIRROR, agent_lane(ticket.id),
                 {"message_id": message.id}, key=f"mirror:{message.id}", delay=delay)
+        if sla.customer_wrote(ticket, self._sla, utcnow()):
+            # A new wait for an agent (and the status, if it was waiting): the card shows both.
+            enqueue(session, Kind.CARD, agent_lane(ticket.id), {"ticket_id": ticket.id},
+                    delay=delay)
 
     async def _open(
         self, session: AsyncSession, customer: Customer, incoming: IncomingMessage,
@@ -404,6 +413,7 @@ class TicketService:
         message.ticket_id = ticket.id
         await self._link_draft(session, message, ticket)
         customer.selected_ticket_id = ticket.id
+        sla.customer_wrote(ticket, self._sla, utcnow())  # the first reply is due from now
         enqueue(session, Kind.CREATE_TICKET, provider_lane(ticket.id),
                 {"ticket_id": ticket.id, "message_id": message.id},
                 key=f"create:{ticket.id}", delay=delay)
@@ -492,6 +502,17 @@ class TicketService:
         links = await session.scalars(select(TgLink).where(TgLink.message_id == message.id))
         for link in links:
             link.ticket_id = ticket.id
+
+    async def _ticket_named_in(self, session: AsyncSession, customer: Customer,
+                               bot_text: str | None) -> Ticket | None:
+        """The customer's ticket a bot message names ("#12"): the fallback when
+        they reply faster than the message's link was written."""
+        found = TICKET_NUMBER.search(bot_text or "")
+        if found is None:
+            return None
+        return await session.scalar(select(Ticket).where(
+            Ticket.customer_id == customer.id, Ticket.provider == self.provider,
+            Ticket.number == found.group(1)))
 
     async def _is_linked(self, session: AsyncSession, chat_id: int, message_id: int) -> bool:
         found = await session.scalar(
@@ -586,25 +607,6 @@ class TicketService:
         self._signal.notify()
         return summary
 
-    async def rate(self, user: TgUser, ticket_id: int, stars: int) -> TicketSummary:
-        if not 1 <= stars <= 5:
-            raise UserFacingError("errors.bad_request")
-        async with self._sessionmaker.begin() as session:
-            customer = await self._customer(session, user)
-            ticket = await self._owned_ticket(session, customer, ticket_id)
-            if ticket.status != TicketStatus.CLOSED:
-                raise UserFacingError("customer.rate_after_close")
-            first = ticket.rating is None
-            ticket.rating = stars
-            if first:
-                enqueue(session, Kind.AGENT_NOTICE, agent_lane(ticket.id),
-                        {"ticket_id": ticket.id, "key": "agent.rated",
-                         "params": {"stars": "⭐" * stars}})
-                enqueue(session, Kind.CARD, agent_lane(ticket.id), {"ticket_id": ticket.id})
-            summary = summarize(ticket, customer.full_name)
-        self._signal.notify()
-        return summary
-
     # ------------------------------------------------------------ agent side
 
     async def ticket_for_agent_message(
@@ -666,6 +668,9 @@ class TicketService:
                 if not note:
                     if ticket.first_reply_at is None:
                         ticket.first_reply_at = utcnow()
+                    if sla.agent_replied(ticket):
+                        enqueue(session, Kind.CARD, agent_lane(ticket.id),
+                                {"ticket_id": ticket.id})
                     enqueue(session, Kind.CUSTOMER_MESSAGE, customer_lane(ticket.customer_id),
                             {"message_id": message.id}, key=f"deliver:{message.id}")
         except IntegrityError:
@@ -733,6 +738,7 @@ class TicketService:
         ticket.status = status.value
         ticket.updated_at = utcnow()
         ticket.closed_at = utcnow() if status == TicketStatus.CLOSED else None
+        sla.status_changed(ticket, status, self._sla, utcnow())
         enqueue(session, Kind.UPDATE_TICKET, provider_lane(ticket.id),
                 {"ticket_id": ticket.id, "status": status.value,
                  "actor_agent_id": actor_agent.id if actor_agent else None})
@@ -800,47 +806,18 @@ class TicketService:
             )
             return [summarize(ticket, name) for ticket, name in rows]
 
-    async def stats(self, now: datetime | None = None) -> Stats:
-        now = now or datetime.now(UTC)
-        day_start = now.replace(hour=0, minute=0, second=0, microsecond=0)
-        async with self._sessionmaker() as session:
-            by_status = dict((await session.execute(
-                select(Ticket.status, func.count()).group_by(Ticket.status))).all())
-            closed_today = await session.scalar(
-                select(func.count()).select_from(Ticket).where(
-                    Ticket.status == TicketStatus.CLOSED.value, Ticket.closed_at >= day_start)
-            ) or 0
-            ratings = (await session.execute(
-                select(func.avg(Ticket.rating), func.count(Ticket.rating)))).one()
-            replied = await session.execute(
-                select(Ticket.created_at, Ticket.first_reply_at)
-                .where(Ticket.first_reply_at.is_not(None),
-                       Ticket.created_at >= now - timedelta(days=30))
-            )
-            waits = [(r - c).total_seconds() / 60 for c, r in replied if r is not None]
-            per_agent = (await session.execute(
-                select(Ticket.assignee_name, func.count())
-                .where(Ticket.status.in_(OPEN_STATUSES), Ticket.assignee_name.is_not(None))
-                .group_by(Ticket.assignee_name).order_by(func.count().desc())
-            )).all()
-        return Stats(
-            open=by_status.get("open", 0),
-            waiting=by_status.get("waiting", 0),
-            closed_today=closed_today,
-            total=sum(by_status.values()),
-            avg_first_reply_minutes=sum(waits) / len(waits) if waits else None,
-            avg_rating=float(ratings[0]) if ratings[0] is not None else None,
-            ratings=ratings[1] or 0,
-            per_agent=[(name or "", count) for name, count in per_agent],
-        )
-
 
 def notify_status(
     session: AsyncSession, ticket: Ticket, status: TicketStatus, *,
     by: str | None, by_customer: bool = False,
 ) -> None:
-    """Tell both sides about a status change (also used by the poller)."""
+    """Tell both sides about a status change (also used by the poller).
+
+    "Waiting for the customer" is what a helpdesk sets with every answer: the
+    answer itself tells the customer, so only the card shows it."""
     enqueue(session, Kind.CARD, agent_lane(ticket.id), {"ticket_id": ticket.id})
+    if status == TicketStatus.WAITING and by is None:
+        return
     who = "customer" if by_customer else "agent" if by else "helpdesk"
     enqueue(session, Kind.AGENT_NOTICE, agent_lane(ticket.id),
             {"ticket_id": ticket.id, "key": f"agent.status_{status.value}_{who}",

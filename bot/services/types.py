@@ -39,6 +39,8 @@ class IncomingMessage:
     files: Sequence[IncomingFile] = ()
     tg_media_group_id: str | None = None
     reply_to_tg_message_id: int | None = None
+    # The text of the replied-to message when the bot wrote it (names "#<number>").
+    reply_to_bot_text: str | None = None
     tg_thread_id: int | None = None
 
 
@@ -92,15 +94,3 @@ class Page:
     items: Sequence[TicketSummary]
     page: int
     pages: int
-
-
-@dataclass(frozen=True, slots=True)
-class Stats:
-    open: int
-    waiting: int
-    closed_today: int
-    total: int
-    avg_first_reply_minutes: float | None
-    avg_rating: float | None
-    ratings: int
-    per_agent: Sequence[tuple[str, int]]  # assignee name → open tickets

@@ -53,7 +53,7 @@ def start(server: FakeTelegramServer, url: str, redis_url: str | None, port: int
 
 async def wait_up(port: int) -> None:
     async with httpx.AsyncClient() as client:
-        for _ in range(200):
+        for _ in range(1200):  # a minute: importing aiogram alone takes seconds on 2 cores
             try:
                 await client.post(f"http://127.0.0.1:{port}/hook", json={})
                 return

@@ -708,6 +708,7 @@ class FakeTelegramServer:
         self.requests: list[tuple[str, JsonDict]] = []
         self.callback_answers: dict[str, JsonDict] = {}
         self.inline_answers: dict[str, JsonDict] = {}
+        self.inline_queries: dict[str, JsonDict] = {}
         self.reactions: dict[tuple[int, int], list[JsonDict]] = {}
         self.commands: dict[tuple[str, str], list[JsonDict]] = {}
         self.menu_buttons: dict[int | None, JsonDict | None] = {}
@@ -1060,8 +1061,63 @@ class FakeTelegramServer:
             "offset": offset,
             "chat_type": chat_type,
         }
+        self.inline_queries[inline_query["id"]] = inline_query
         self.push_update({"inline_query": inline_query})
         return inline_query
+
+    def user_sends_inline_result(
+        self,
+        user_id: int,
+        chat_id: int,
+        query_id: str,
+        result_id: str,
+        *,
+        thread_id: int | None = None,
+        reply_to: int | None = None,
+        feedback: bool = True,
+    ) -> JsonDict:
+        """The user picks a result the bot answered an inline query with, in a chat.
+
+        As Telegram clients do, the result's ``input_message_content`` is sent as the
+        user's own message ``via_bot`` the bot. With inline feedback enabled (BotFather's
+        /setinlinefeedback) a ``chosen_inline_result`` follows; like Telegram's, it names
+        no chat (``inline_message_id`` only for a result that carries an inline keyboard).
+        Only text results are supported.
+        """
+        answer = self.inline_answers.get(str(query_id))
+        if answer is None:
+            raise ValueError(f"inline query {query_id} was not answered")
+        result = next((r for r in answer["results"] if r.get("id") == result_id), None)
+        if result is None:
+            raise ValueError(f"inline query {query_id} has no result {result_id!r}")
+        content = result.get("input_message_content") or {}
+        if "message_text" not in content:
+            raise ValueError("only results with a text message content are supported")
+        formatted = message_text(
+            {
+                "text": content["message_text"],
+                "parse_mode": content.get("parse_mode"),
+                "entities": content.get("entities"),
+            }
+        )
+        fields = present(formatted.fields("text", "entities"))
+        markup = result.get("reply_markup")
+        if inline_buttons(markup):
+            fields["reply_markup"] = markup
+        message = self.user_sends(
+            user_id, chat_id, thread_id=thread_id, reply_to=reply_to, via_bot=self.bot_user,
+            **fields,
+        )
+        if feedback:
+            chosen: JsonDict = {
+                "result_id": result_id,
+                "from": self._user(user_id),
+                "query": self.inline_queries[str(query_id)]["query"],
+            }
+            if inline_buttons(markup):
+                chosen["inline_message_id"] = f"AgAAA{chat_id}_{message['message_id']}"
+            self.push_update({"chosen_inline_result": chosen})
+        return message
 
     def user_chooses_inline_result(self, user_id: int, result_id: str, query: str) -> JsonDict:
         chosen = {"result_id": result_id, "from": self._user(user_id), "query": query}
@@ -1793,6 +1849,7 @@ class FakeTelegramServer:
             "cache_time": params.integer("cache_time"),
             "is_personal": params.flag("is_personal"),
             "next_offset": params.text("next_offset"),
+            "button": params.get("button"),
         }
         return True
 

@@ -1,0 +1,222 @@
+"""The Zenlix client: every answer mapped to bridges.errors in one function
+(`interpret`), sign-in judged by `status`, one re-sign-in on a refused key,
+settings from the env dict, and secrets kept out of logs and errors."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import AsyncIterator
+
+import httpx
+import pytest
+from pydantic import SecretStr
+
+from bridges.errors import (
+    AuthFailed,
+    BridgeError,
+    Forbidden,
+    Invalid,
+    NotFound,
+    RateLimited,
+    Unavailable,
+)
+from bridges.zenlix.client import ZenlixClient, interpret
+from bridges.zenlix.config import ZenlixSettings
+from tests.bridges.harness_zenlix import SERVICE_LOGIN, SERVICE_PASSWORD, populate
+from tests.fakes.zenlix import FakeZenlix
+
+URL = "http://zenlix.test/api.php"
+
+
+def answer(status: int = 200, body: str | bytes = b"", **headers: str) -> httpx.Response:
+    content = body.encode() if isinstance(body, str) else body
+    return httpx.Response(status, content=content, headers=headers,
+                          request=httpx.Request("POST", URL))
+
+
+def wrapped(**fields: object) -> str:
+    return json.dumps([fields]) + "    "
+
+
+ERRORS: list[tuple[str, str, httpx.Response | httpx.HTTPError, type[BridgeError]]] = [
+    ("failed sign-in still carries a uniq_id", "auth",
+     answer(body=json.dumps({"uniq_id": "5ebeb9b109645e75f6333204ea039fc0", "status": "error",
+                             "error_description": "system auth error"})), AuthFailed),
+    ("sign-in without login", "auth",
+     answer(body=json.dumps({"status": "error", "error_description": "input values not alls"})),
+     AuthFailed),
+    ("stale key", "ticket_list",
+     answer(body=wrapped(status="error", error_description="system auth error")), AuthFailed),
+    ("stale key, older wording", "ticket_view",
+     answer(body=wrapped(status="error", error_description="validate error")), AuthFailed),
+    ("missing parameters", "create_ticket",
+     answer(body=wrapped(status="error", error_description="not all params")), Invalid),
+    ("no privileges", "ticket_unlock",
+     answer(body=wrapped(status="error", error_description="you have no priviliges",
+                         status_ticket="lock_by_other", access_priv="no_priv")), Forbidden),
+    ("unknown client", "create_ticket",
+     answer(body=wrapped(status="error", error_description="error data in fields")), Invalid),
+    ("unknown mode", "get_ticket_comments ",
+     answer(body=wrapped(status="error", error_description="mode-param is not valid")), Invalid),
+    ("unknown ticket", "ticket_view",
+     answer(body=wrapped(status=None, error_description=None)), NotFound),
+    ("request not understood: whitespace only", "ticket_list", answer(body="    "), Invalid),
+    ("strict MariaDB failure: 500, empty body", "add_ticket_comment", answer(500), Unavailable),
+    ("proxy error page", "ticket_list", answer(502, "<html>Bad gateway</html>"), Unavailable),
+    ("unknown path: an HTML page with 200", "ticket_list",
+     answer(body="<!DOCTYPE html><html>404</html>"), Unavailable),
+    ("rate limited by a proxy", "ticket_list", answer(429, "", **{"retry-after": "7"}),
+     RateLimited),
+    ("proxy refuses access", "ticket_list", answer(403, "forbidden"), AuthFailed),
+    ("wrong base path", "ticket_list", answer(404, "not found"), Unavailable),
+    ("empty array", "ticket_list", answer(body="[]"), Unavailable),
+    ("some other error text", "ticket_ok",
+     answer(body=wrapped(status="error", error_description="something odd")), Invalid),
+    ("timeout", "ticket_list", httpx.ReadTimeout("slow", request=httpx.Request("POST", URL)),
+     Unavailable),
+    ("connection refused", "ticket_list",
+     httpx.ConnectError("refused", request=httpx.Request("POST", URL)), Unavailable),
+]
+
+
+@pytest.mark.parametrize(("case", "mode", "outcome", "error"), ERRORS,
+                         ids=[case for case, *_ in ERRORS])
+def test_answers_map_to_bridge_errors(case: str, mode: str,
+                                      outcome: httpx.Response | httpx.HTTPError,
+                                      error: type[BridgeError]) -> None:
+    with pytest.raises(BridgeError) as raised:
+        interpret(mode, outcome)
+    assert type(raised.value) is error, case
+    assert raised.value.provider == "zenlix"
+    if isinstance(raised.value, RateLimited):
+        assert raised.value.retry_after == 7.0
+
+
+@pytest.mark.parametrize("body", [
+    wrapped(status="ok", error_description=None, tickets=[]),  # one-element array
+    json.dumps({"status": "ok", "uniq_id": "k", "fio": "Desk Bot"}) + "    ",  # auth: bare
+])
+def test_ok_answers_are_unwrapped(body: str) -> None:
+    assert interpret("ticket_list", answer(body=body))["status"] == "ok"
+
+
+# -- against the fake -------------------------------------------------------------
+
+
+@pytest.fixture
+async def fake() -> AsyncIterator[FakeZenlix]:
+    async with FakeZenlix() as server:
+        populate(server)
+        yield server
+
+
+def settings_for(fake: FakeZenlix, **overrides: str) -> ZenlixSettings:
+    env = {"ZENLIX_BASE_URL": fake.base_url, "ZENLIX_LOGIN": SERVICE_LOGIN,
+           "ZENLIX_PASSWORD": SERVICE_PASSWORD, "ZENLIX_TIMEOUT_SECONDS": "0.5"}
+    env.update(overrides)
+    return ZenlixSettings.from_env(env)
+
+
+@pytest.fixture
+async def client(fake: FakeZenlix) -> AsyncIterator[ZenlixClient]:
+    zenlix = ZenlixClient(settings_for(fake))
+    yield zenlix
+    await zenlix.aclose()
+
+
+async def test_sign_in_sends_no_device_token(fake: FakeZenlix, client: ZenlixClient) -> None:
+    await client.call("get_unit_list")
+    [auth] = fake.calls("auth")
+    assert set(auth) == {"mode", "login", "pass"}
+    assert fake.devices == []
+
+
+async def test_refused_sign_in_is_judged_by_status(fake: FakeZenlix) -> None:
+    wrong = ZenlixClient(settings_for(fake, ZENLIX_PASSWORD="not-the-password"))
+    try:
+        with pytest.raises(AuthFailed) as raised:
+            await wrong.call("ticket_list", {"type": "in"})
+    finally:
+        await wrong.aclose()
+    assert "not-the-password" not in str(raised.value)
+    assert fake.requests["ticket_list"] == 0  # the random uniq_id was not used
+
+
+async def test_refused_key_signs_in_once_more(fake: FakeZenlix, client: ZenlixClient) -> None:
+    await client.call("ticket_list", {"type": "in"})
+    fake.revoke_keys()  # an admin reset the keys
+
+    answer = await client.call("ticket_list", {"type": "in"})
+
+    assert answer["status"] == "ok"
+    assert fake.requests["auth"] == 2
+    assert fake.requests["ticket_list"] == 3  # the refused call, then its retry
+
+
+async def test_refused_twice_is_auth_failed(fake: FakeZenlix, client: ZenlixClient) -> None:
+    await client.call("get_unit_list")
+    fake.users[next(h for h, u in fake.users.items() if u.login == SERVICE_LOGIN)].status = 0
+    fake.revoke_keys()
+    with pytest.raises(AuthFailed):
+        await client.call("get_unit_list")
+    assert fake.requests["auth"] == 2  # one re-sign-in, no loop
+
+
+@pytest.mark.parametrize(("fault", "error"), [
+    ("500", Unavailable), ("hang", Unavailable), ("empty", Invalid), ("html", Unavailable)])
+async def test_faults_of_the_server(fake: FakeZenlix, client: ZenlixClient, fault: str,
+                                    error: type[BridgeError]) -> None:
+    await client.call("get_unit_list")
+    fake.hang_seconds = 5.0
+    fake.fail_next(fault, mode="ticket_list")
+    with pytest.raises(error):
+        await client.call("ticket_list", {"type": "in"})
+    assert (await client.call("ticket_list", {"type": "in"}))["status"] == "ok"
+
+
+async def test_secrets_stay_out_of_logs_and_errors(fake: FakeZenlix, client: ZenlixClient,
+                                                   caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG)
+    await client.call("get_unit_list")
+    key = next(iter(fake.keys))
+    fake.revoke_keys()
+    await client.call("get_unit_list")
+    fake.fail_next("500")
+    with pytest.raises(Unavailable) as raised:
+        await client.call("get_unit_list")
+    with pytest.raises(AuthFailed) as refused:
+        await client.sign_in("boris", SecretStr("wrong-password-123"))
+    logged = caplog.text + str(raised.value) + str(refused.value) + repr(client.__dict__)
+    for secret in (SERVICE_PASSWORD, key, "wrong-password-123"):
+        assert secret not in logged
+
+
+def test_settings_come_from_the_env_dict() -> None:
+    settings = ZenlixSettings.from_env({
+        "ZENLIX_BASE_URL": "https://desk.example.com/zenlix/api.php",
+        "ZENLIX_LOGIN": "bot", "ZENLIX_PASSWORD": "p4ss",
+        "ZENLIX_DEFAULT_CLIENT": "7371A131B959F3527CBDE59F0E5CAF96",
+        "ZENLIX_CALLS_PER_CYCLE": "30", "ZENLIX_DEFAULT_UNIT": "",
+    })
+    assert settings.api_url == "https://desk.example.com/zenlix/api.php"
+    assert settings.ticket_url("ab" * 16) == f"https://desk.example.com/zenlix/ticket?{'ab' * 16}"
+    assert settings.default_client == "7371a131b959f3527cbde59f0e5caf96"
+    assert settings.calls_per_cycle == 30 and settings.default_unit is None
+    assert "p4ss" not in repr(settings)
+
+
+@pytest.mark.parametrize(("env", "names"), [
+    ({}, ["ZENLIX_BASE_URL", "ZENLIX_LOGIN", "ZENLIX_PASSWORD"]),
+    ({"ZENLIX_BASE_URL": "desk.example.com", "ZENLIX_LOGIN": "bot",
+      "ZENLIX_PASSWORD": "hunter2-secret", "ZENLIX_DEFAULT_CLIENT": "Ivan",
+      "ZENLIX_CALLS_PER_CYCLE": "1", "ZENLIX_TIMEZONE": "Mars/Olympus"},
+     ["ZENLIX_BASE_URL", "ZENLIX_DEFAULT_CLIENT", "ZENLIX_CALLS_PER_CYCLE", "ZENLIX_TIMEZONE"]),
+])
+def test_bad_settings_name_the_variables_not_the_values(env: dict[str, str],
+                                                        names: list[str]) -> None:
+    with pytest.raises(ValueError) as raised:
+        ZenlixSettings.from_env(env)
+    for name in names:
+        assert name in str(raised.value)
+    assert "hunter2-secret" not in str(raised.value)
