@@ -5,11 +5,24 @@ from __future__ import annotations
 import os
 
 from aiogram.exceptions import TelegramAPIError
+from aiogram.types import WebhookInfo
 
 from bot.app import make_bot
 from bot.config import Settings
 from bot.db.session import create_engine
 from bridges.registry import BridgeDeps, create_bridge
+
+
+def webhook_line(info: WebhookInfo, settings: Settings) -> str:
+    pending = f"{info.pending_update_count} pending update(s)"
+    if not info.url:
+        mode = "[!!]" if settings.webhook_url else "[--]"
+        return f"{mode} no webhook registered (long polling); {pending}"
+    line = f"[ok] webhook {info.url}; {pending}"
+    if info.last_error_message:
+        when = f" at {info.last_error_date:%Y-%m-%d %H:%M}" if info.last_error_date else ""
+        line = line.replace("[ok]", "[!!]") + f"; last error{when}: {info.last_error_message}"
+    return line
 
 
 async def run_check(settings: Settings) -> int:
@@ -20,6 +33,7 @@ async def run_check(settings: Settings) -> int:
         try:
             me = await bot.get_me()
             print(f"[ok] Telegram: @{me.username} (id {me.id}) at {settings.telegram_api_base}")
+            print(webhook_line(await bot.get_webhook_info(), settings))
             chat = await bot.get_chat(settings.agent_chat_id)
             print(f"[ok] agent chat: {chat.title!r} ({chat.id})")
             if chat.is_forum:

@@ -34,6 +34,9 @@ class Metrics:
         self.poll_lag = Gauge("deskbridge_poll_lag_seconds",
                               "Seconds since the provider was last polled successfully",
                               ["provider"], registry=self.registry)
+        self.provider_calls_left = Gauge("deskbridge_provider_calls_left",
+                                         "API calls the provider says are left",
+                                         ["provider"], registry=self.registry)
         self.deliveries = Counter("deskbridge_deliveries", "Outbox rows delivered",
                                   registry=self.registry)
         self.failures = Counter("deskbridge_delivery_failures",
@@ -54,6 +57,9 @@ async def refresh(app: App) -> None:
     for status in ("pending", "done", "dead"):
         metrics.outbox_depth.labels(status).set(counts.get(status, 0))
     metrics.outbox_oldest.set((utcnow() - oldest).total_seconds() if oldest else 0)
+    calls_left = app.bridge.calls_left()
+    if calls_left is not None:
+        metrics.provider_calls_left.labels(app.settings.provider).set(calls_left)
     if cursor is not None and cursor.last_success_at is not None:
         lag = (utcnow() - cursor.last_success_at).total_seconds()
         metrics.poll_lag.labels(app.settings.provider).set(lag)

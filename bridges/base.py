@@ -300,5 +300,9 @@ class HelpdeskBridge(Protocol):
         phone number or e-mail; the bot then asks the customer to share their
         contact (Telegram's contact button) before opening the ticket."""
 
+    def calls_left(self) -> int | None:
+        """The provider's remaining API budget where it reports one (Omnidesk's
+        `api_calls_left`), for the metrics; None where there is none."""
+
     async def aclose(self) -> None:
         """Release connections."""

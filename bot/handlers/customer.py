@@ -17,6 +17,7 @@ from bot.filters import AgentAccess
 from bot.handlers.convert import incoming, is_supported, tg_user
 from bot.i18n import LANGUAGES, gettext
 from bot.services import render
+from bot.services.delivery import BOT_API_DOWNLOAD_LIMIT
 from bot.services.tickets import TicketService
 from bot.services.types import CustomerResult, Outcome, TicketSummary
 from bridges.base import TicketStatus
@@ -198,13 +199,19 @@ async def on_message(message: Message, tickets: TicketService, state: FSMContext
         return
     force_new = current == NewRequest.composing.state
     department_id = (await state.get_data()).get("department_id") if force_new else None
-    result = await tickets.handle_customer_message(incoming(message), force_new=force_new,
+    data = incoming(message)
+    result = await tickets.handle_customer_message(data, force_new=force_new,
                                                    department_id=department_id)
     if force_new and result.outcome != Outcome.DUPLICATE:
         await state.clear()
     if result.outcome == Outcome.NEEDS_CONTACT:
         await state.set_state(ContactNeeded.waiting)
     await _answer_outcome(message, tickets, result)
+    too_big = [f.file_name for f in data.files if (f.size or 0) > BOT_API_DOWNLOAD_LIMIT]
+    if too_big and tickets.uploads_files and result.outcome != Outcome.DUPLICATE:
+        # Agents still see it in Telegram; the helpdesk cannot get it through the Bot API.
+        await message.reply(gettext(await _lang(tickets, message), "customer.file_too_big",
+                                    name=render.escape(", ".join(too_big))))
 
 
 async def on_contact(message: Message, tickets: TicketService, state: FSMContext) -> None:

@@ -70,6 +70,8 @@ MAX_BACKOFF_SECONDS = 300.0
 HEADS_PER_PASS = 100
 LIVE_STATUSES = ("pending", "in_flight")
 RECORD_ATTEMPTS = 12  # about a minute and a half of backoff
+BOT_API_DOWNLOAD_LIMIT = 20 * 1024 * 1024  # getFile refuses larger files
+TOO_BIG_NOTE = "over Telegram's 20 MB download limit, only in the Telegram chat"
 # A send that must wait longer than this is put back instead of blocking its lane.
 INLINE_WAIT_SECONDS = 1.5
 
@@ -460,11 +462,12 @@ class OutboxDispatcher:
         if ticket.remote_ticket_id is not None:
             return Outcome()
         message, files = await self._message(row.payload["message_id"])
+        attachments, text = await self._provider_files(files, message.text)
         remote = await self._bridge.create_ticket(base.NewTicket(
             customer=customer_identity(customer),
             subject=ticket.subject,
-            text=message.text,
-            attachments=await self._provider_files(files),
+            text=text,
+            attachments=attachments,
             priority=base.Priority(ticket.priority),
             department_id=ticket.department_id,
             idempotency_key=row.idempotency_key,
@@ -499,19 +502,21 @@ class OutboxDispatcher:
             raise NotReady()
         key = row.idempotency_key
         if message.author_kind == "customer":
+            attachments, text = await self._provider_files(files, message.text)
             remote = await self._bridge.post_customer_message(
-                ticket.remote_ticket_id, customer_identity(customer), message.text,
-                await self._provider_files(files), idempotency_key=key)
+                ticket.remote_ticket_id, customer_identity(customer), text, attachments,
+                idempotency_key=key)
         elif message.author_kind == "note":
             remote = await self._bridge.post_note(
                 ticket.remote_ticket_id, await self._agent_identity(message.agent_id,
                                                                     message.author_name),
                 message.text, idempotency_key=key)
         else:
+            attachments, text = await self._provider_files(files, message.text)
             remote = await self._bridge.post_agent_reply(
                 ticket.remote_ticket_id, await self._agent_identity(message.agent_id,
                                                                     message.author_name),
-                message.text, await self._provider_files(files), idempotency_key=key)
+                text, attachments, idempotency_key=key)
 
         async def apply(session: AsyncSession) -> None:
             taken = await session.scalar(select(Message.id).where(
@@ -567,25 +572,35 @@ class OutboxDispatcher:
             agent = await session.get(Agent, agent_id) if agent_id else None
         return agent_identity(agent, fallback_name)
 
-    async def _provider_files(self, files: Sequence[Attachment]) -> list[base.Attachment]:
+    async def _provider_files(self, files: Sequence[Attachment], text: str
+                              ) -> tuple[list[base.Attachment], str]:
+        """The files as the provider takes them, and the text to send with
+        them: a file the Bot API will not hand out (over 20 MB) stays in
+        Telegram, and the text says so instead of the message failing."""
         uploads = self._bridge.uploads_files
         result = []
         for file in files:
             data = None
             if uploads and file.tg_file_id:
                 data = await self._download_from_telegram(file)
+                if data is None:
+                    text = f"{text}\n[{file.file_name}: {TOO_BIG_NOTE}]".strip()
+                    continue
             result.append(base.Attachment(
                 file_name=file.file_name, mime_type=file.mime_type, size=file.size,
                 kind=file.kind, ref=file.tg_file_id, url=file.remote_url, data=data))
-        return result
+        return result, text
 
-    async def _download_from_telegram(self, file: Attachment) -> bytes:
+    async def _download_from_telegram(self, file: Attachment) -> bytes | None:
+        """The file's bytes, or None when it is over the Bot API's download limit."""
         assert file.tg_file_id is not None
+        if file.size is not None and file.size > BOT_API_DOWNLOAD_LIMIT:
+            return None
         try:
             buffer = await self._bot.download(file.tg_file_id)
         except TelegramBadRequest as exc:
             if "too big" in str(exc):
-                raise Dead(f"{file.file_name}: over the Bot API's 20 MB download limit") from exc
+                return None
             raise
         assert buffer is not None
         return buffer.read()

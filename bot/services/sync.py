@@ -118,9 +118,6 @@ class SyncService:
         return await session.scalar(select(Ticket).where(
             Ticket.provider == self.provider, Ticket.remote_ticket_id == remote_ticket_id))
 
-    async def _has_pending_changes(self, session: AsyncSession, ticket_id: int) -> bool:
-        return await _pending_provider_rows(session, ticket_id) > 0
-
     async def _import_message(self, session: AsyncSession, remote: base.RemoteMessage) -> int:
         ticket = await self._ticket(session, remote.remote_ticket_id)
         if ticket is None:
@@ -207,7 +204,7 @@ class SyncService:
         if ticket is None:
             return 0
         own = bool(event.origin_key and event.origin_key.startswith(_OWN_KEY_PREFIXES))
-        if await self._has_pending_changes(session, ticket.id):
+        if await _pending_provider_rows(session, ticket.id):
             # Our own change is still on its way to the helpdesk: the bot's
             # state is ahead of what the helpdesk reported; its later event wins.
             return 0

@@ -129,6 +129,10 @@ class TicketService:
     def capabilities(self) -> Capabilities:
         return self._bridge.capabilities
 
+    @property
+    def uploads_files(self) -> bool:
+        return self._bridge.uploads_files
+
     def require(self, capability: Capability) -> None:
         if capability not in self._bridge.capabilities:
             raise NotSupported()

@@ -383,6 +383,9 @@ class IqstoreBridge:
     def missing_contact(self, customer: CustomerIdentity) -> bool:
         return False  # a client needs a name (signup) or the customer's Telegram id
 
+    def calls_left(self) -> int | None:
+        return None  # no budget reported by this API
+
     async def aclose(self) -> None:
         await self._client.aclose()
 

@@ -362,6 +362,9 @@ class LocalDeskBridge:
                 raise
             return _agent_identity(account)
 
+    def calls_left(self) -> int | None:
+        return None  # no budget reported by this API
+
     async def aclose(self) -> None:
         """Nothing to release: the engine belongs to the application."""
 

@@ -417,6 +417,9 @@ class OmnideskBridge:
         position.forget_oldest()
         return Changes(events=events, cursor=position.encode(), more=cycle.more)
 
+    def calls_left(self) -> int | None:
+        return self._client.budget.calls_left
+
     async def aclose(self) -> None:
         await self._client.aclose()
 

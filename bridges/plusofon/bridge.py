@@ -301,6 +301,9 @@ class PlusofonBridge:
     def missing_contact(self, customer: CustomerIdentity) -> bool:
         return False  # every ticket is the account's; Plusofon needs nothing of the customer
 
+    def calls_left(self) -> int | None:
+        return None  # no budget reported by this API
+
     async def aclose(self) -> None:
         await self._client.aclose()
 

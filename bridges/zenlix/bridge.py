@@ -164,6 +164,9 @@ class ZenlixBridge:
             return CheckReport(ok=False, lines=[*lines, f"Zenlix: {exc}"])
         return CheckReport(ok=True, lines=lines)
 
+    def calls_left(self) -> int | None:
+        return None  # no budget reported by this API
+
     async def aclose(self) -> None:
         await self.client.aclose()
 

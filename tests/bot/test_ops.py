@@ -39,7 +39,23 @@ async def test_check_reports_what_works(tg: FakeTelegramServer, migrated_url: st
     assert "forum topics are enabled" in out
     assert "[ok] can manage topics: True" in out
     assert "[ok] local: local desk" in out
+    assert "no webhook registered (long polling); 0 pending update(s)" in out
     assert "123456:TEST" not in out  # never print the token
+
+
+async def test_check_shows_the_webhook_and_its_last_error(
+    tg: FakeTelegramServer, migrated_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    settings = make_settings(tg, migrated_url, None, webhook_url="https://bot.example/hook")
+    async with httpx.AsyncClient() as client:
+        await client.post(f"{tg.base_url}/bot{settings.telegram_bot_token.get_secret_value()}"
+                          "/setWebhook", json={"url": "https://bot.example/hook"})
+    tg.set_webhook_error("Connection refused")
+    tg.user_sends_text(JANE, JANE, "queued while the webhook fails")
+    await run_check(settings)
+    out = capsys.readouterr().out
+    assert "[!!] webhook https://bot.example/hook; 1 pending update(s)" in out
+    assert "last error" in out and "Connection refused" in out
 
 
 async def test_check_fails_without_topic_rights(migrated_url: str,

@@ -85,3 +85,37 @@ async def test_erase_customer(tg: FakeTelegramServer, app: App, migrated_url: st
         assert not lanes & his
         assert await session.scalar(select(TgLink.id).where(TgLink.tg_chat_id == IVAN)) is None
     assert await asyncio.to_thread(main, ["erase-customer", "424242"]) == 1
+
+
+async def test_files_over_20_mb_are_explained_and_the_message_still_goes(
+    tg: FakeTelegramServer, migrated_url: str, redis_url: str | None
+) -> None:
+    from bot.db.session import create_engine
+    from bridges.local import LocalDeskBridge
+
+    class UploadingDesk(LocalDeskBridge):
+        uploads_files = True  # like Omnidesk: the bot must download files first
+
+    engine = create_engine(migrated_url)
+    try:
+        async with running(make_settings(tg, migrated_url, redis_url),
+                           bridge=UploadingDesk(engine)) as app:
+            tg.user_sends_document(JANE, JANE, file_name="video.mov", size=25 * 1024 * 1024,
+                                   caption="Screen recording of the bug")
+            await tg.wait_for(lambda s: find(s.sent_to(JANE), "larger than 20 MB"))
+            card = await tg.wait_for(lambda s: find(s.sent_to(AGENT_CHAT), "Screen recording"))
+            await tg.wait_for(lambda s: any(r["file_name"] == "video.mov"
+                                            for r in s.sent_to(AGENT_CHAT, card["thread_id"])))
+
+            async def desk_text() -> str | None:
+                async with app.sessionmaker() as session:
+                    return await session.scalar(select(LocalMessage.text))
+
+            for _ in range(100):
+                if await desk_text():
+                    break
+                await asyncio.sleep(0.05)
+            text = await desk_text()
+            assert text is not None and "Screen recording" in text and "20 MB" in text
+    finally:
+        await engine.dispose()
