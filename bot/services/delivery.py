@@ -177,7 +177,10 @@ class OutboxDispatcher:
                 timeout = 1.0
             await self._signal.wait(timeout)
         if running:  # let deliveries under way finish: their outcome must be recorded
-            await asyncio.wait(running, timeout=30)
+            _, stuck = await asyncio.wait(running, timeout=20)
+            for task in stuck:  # their rows are taken again when the lease ends
+                task.cancel()
+            await asyncio.gather(*stuck, return_exceptions=True)
 
     async def deliver_due(self) -> int:
         """One pass: claim and deliver the due head of every lane; returns

@@ -81,8 +81,11 @@ async def running(settings: Settings, bridge: HelpdeskBridge | None = None
     finally:
         with contextlib.suppress(RuntimeError):
             await app.dispatcher.stop_polling()
-        await asyncio.wait_for(task, 15)
-        await app.aclose()
+        try:
+            # Generous: on a loaded 2-core CI machine a stop can take a while.
+            await asyncio.wait_for(task, 60)
+        finally:
+            await app.aclose()
 
 
 @pytest.fixture

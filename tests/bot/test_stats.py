@@ -6,10 +6,11 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.app import App
 from bot.db.models import Customer, Message, Ticket
+from bot.db.session import create_engine, create_sessionmaker
 from bot.services.stats import StatsService, as_text, chart_png
 from tests.bot.conftest import AGENT_CHAT, ANNA, BORIS, JANE, OUTSIDER, callback_data_of, find
 from tests.bot.test_flow import open_ticket
@@ -62,13 +63,23 @@ async def test_stats_text_and_chart(tg: FakeTelegramServer, app: App) -> None:
     assert "agents only" in tg.callback_answers[query]["text"]
 
 
-async def test_report_figures(app: App) -> None:
+async def test_report_figures(migrated_url: str) -> None:
+    # The figures need only the database: no bot runs here (the chart is drawn
+    # in this thread and would stall a running bot's event loop).
+    engine = create_engine(migrated_url)
+    try:
+        await _check_report_figures(create_sessionmaker(engine))
+    finally:
+        await engine.dispose()
+
+
+async def _check_report_figures(sessionmaker: async_sessionmaker[AsyncSession]) -> None:
     now = datetime(2026, 11, 20, 15, 0, tzinfo=UTC)
 
     def ago(**kwargs: float) -> datetime:
         return now - timedelta(**kwargs)
 
-    async with app.sessionmaker.begin() as session:
+    async with sessionmaker.begin() as session:
         customer = Customer(tg_user_id=77, full_name="Carl", language="en")
         session.add(customer)
         await session.flush()
@@ -84,7 +95,7 @@ async def test_report_figures(app: App) -> None:
         session.add(Message(ticket_id=None, author_kind="agent", author_name="Anna",
                             text="hi", created_at=ago(hours=2)))
 
-    report = await StatsService(app.sessionmaker).report(now=now)
+    report = await StatsService(sessionmaker).report(now=now)
     assert (report.open, report.waiting, report.closed_today, report.total) == (1, 0, 1, 4)
     assert report.overdue == 1
     assert report.first_reply_avg == 20 * 60 and report.first_reply_median == 20 * 60
