@@ -28,6 +28,7 @@ from tests.fakes.telegram_server import FakeTelegramServer
 ROOT = Path(__file__).resolve().parents[2]
 CUSTOMERS = [2001, 2002, 2003, 2004, 2005]
 PER_CUSTOMER = 10
+KILL_AFTER = 25  # messages sent before the kill; the other 25 come while the bot is down
 MARK = re.compile(r"\[c\d+-m\d+\]")
 
 
@@ -49,6 +50,18 @@ def start_bot(server: FakeTelegramServer, database_url: str, redis_url: str | No
     with log.open("ab") as output:  # the child keeps its own descriptor
         return subprocess.Popen([sys.executable, "-m", "bot", "run"], cwd=workdir, env=env,
                                 stdout=output, stderr=subprocess.STDOUT)
+
+
+async def until_handled(engine: AsyncEngine, count: int, bot: subprocess.Popen[bytes],
+                        log: Path) -> None:
+    """Wait until the bot has stored `count` customer messages (so the kill
+    lands while it is working, not before it started)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + 60
+    while await inbound_count(engine) < count:
+        assert bot.poll() is None, f"the bot died: see {log}"
+        assert loop.time() < deadline, f"the bot handled nothing: see {log}"
+        await asyncio.sleep(0.01)
 
 
 async def inbound_count(engine: AsyncEngine) -> int:
@@ -73,44 +86,48 @@ async def test_sigkill_during_burst_loses_and_duplicates_nothing(
     sent_marks = [f"[c{number}-m{index:02d}]" for index in range(PER_CUSTOMER)
                   for number in range(1, len(CUSTOMERS) + 1)]
 
+    log = tmp_path / "bot.log"
+    first = start_bot(tg, migrated_url, redis_url, tmp_path, log)
+
     async def burst() -> None:
-        """Customers write while the bot runs, is killed, and is down."""
-        for mark in sent_marks:
+        """Customers write while the bot runs; halfway through it is killed,
+        and the rest arrive while it is down (Telegram keeps them)."""
+        for index, mark in enumerate(sent_marks):
+            if index == KILL_AFTER:
+                await until_handled(engine, 10, first, log)
+                first.send_signal(signal.SIGKILL)
+                first.wait()
             customer = CUSTOMERS[int(mark[2:mark.index("-")]) - 1]
             tg.user_sends_text(customer, customer, f"message {mark}")
             await asyncio.sleep(0.02)
 
-    log = tmp_path / "bot.log"
     engine = create_engine(migrated_url)
-    first = start_bot(tg, migrated_url, redis_url, tmp_path, log)
     try:
-        await tg.wait_for(lambda s: s.calls("getUpdates"), timeout=30)
-        writing = asyncio.create_task(burst())
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + 60
-        while await inbound_count(engine) < 15:
-            assert first.poll() is None, log.read_text()
-            assert loop.time() < deadline, log.read_text()
-            await asyncio.sleep(0.01)
-    finally:
-        first.send_signal(signal.SIGKILL)
-        first.wait()
-    handled_before_kill = await inbound_count(engine)
-    await writing
-    assert handled_before_kill < len(sent_marks), "the kill came too late to test anything"
-
-    second = start_bot(tg, migrated_url, redis_url, tmp_path, log)
-    try:
-        await tg.wait_for(lambda s: len(delivered_marks(s)) == len(sent_marks), timeout=150)
-        await tg.wait_updates_confirmed(timeout=30)
-        await asyncio.sleep(1.5)  # anything sent twice would show up by now
-    finally:
-        second.send_signal(signal.SIGTERM)
         try:
-            second.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            second.kill()
-            second.wait()
+            await tg.wait_for(lambda s: s.calls("getUpdates"), timeout=30)
+            await burst()
+        finally:
+            if first.poll() is None:
+                first.send_signal(signal.SIGKILL)
+                first.wait()
+        handled_before_kill = await inbound_count(engine)
+        assert handled_before_kill <= KILL_AFTER
+
+        second = start_bot(tg, migrated_url, redis_url, tmp_path, log)
+        try:
+            await tg.wait_for(lambda s: len(delivered_marks(s)) == len(sent_marks), timeout=150)
+            await tg.wait_updates_confirmed(timeout=30)
+            await asyncio.sleep(1.5)  # anything sent twice would show up by now
+        finally:
+            second.send_signal(signal.SIGTERM)
+            try:
+                second.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                second.kill()
+                second.wait()
+        inbound = await inbound_count(engine)
+    finally:
+        await engine.dispose()
 
     counts = delivered_marks(tg)
     delivered = sum(1 for mark in sent_marks if counts[mark] >= 1)
@@ -124,8 +141,7 @@ async def test_sigkill_during_burst_loses_and_duplicates_nothing(
         f"{r['method']} thread={r['thread_id']} id={r['message_id']}: {r['text']!r}"
         for r in tg.sent_to(AGENT_CHAT)
         if any(counts[m] > 1 for m in MARK.findall(r["text"] or "")))
-    assert await inbound_count(engine) == len(sent_marks)
-    await engine.dispose()
+    assert inbound == len(sent_marks)
     log_text = log.read_text()
     assert "Traceback" not in log_text, log_text[-3000:]
     assert TOKEN not in log_text  # secrets are never logged
