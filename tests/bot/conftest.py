@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import socket
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import pytest
@@ -98,6 +98,20 @@ async def app(tg: FakeTelegramServer, migrated_url: str, redis_url: str | None,
               settings_overrides: dict[str, Any]) -> AsyncIterator[App]:
     async with running(make_settings(tg, migrated_url, redis_url, **settings_overrides)) as app:
         yield app
+
+
+async def eventually(fetch: Callable[[], Awaitable[Any]],
+                     check: Callable[[Any], bool] = bool, timeout: float = 10.0) -> Any:
+    """Poll `fetch` until `check` accepts its value (for state outside the
+    fake server, e.g. the database); returns that value."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while True:
+        value = await fetch()
+        if check(value):
+            return value
+        assert loop.time() < deadline, f"condition not met: last value {value!r}"
+        await asyncio.sleep(0.05)
 
 
 def texts(records: list[dict[str, Any]]) -> list[str]:

@@ -8,7 +8,16 @@ from sqlalchemy import select
 from bot.app import App
 from bot.db.models import Agent, Ticket
 from bridges.local.models import LocalMessage, LocalTicket
-from tests.bot.conftest import AGENT_CHAT, ANNA, BORIS, IVAN, JANE, callback_data_of, find
+from tests.bot.conftest import (
+    AGENT_CHAT,
+    ANNA,
+    BORIS,
+    IVAN,
+    JANE,
+    callback_data_of,
+    eventually,
+    find,
+)
 from tests.bot.test_flow import open_ticket
 from tests.fakes.telegram_server import FakeTelegramServer
 
@@ -40,14 +49,14 @@ async def test_card_buttons_take_priority_note(tg: FakeTelegramServer, app: App)
     topic, card = await open_ticket(tg, JANE, "VPN is down")
     tg.user_presses(BORIS, (AGENT_CHAT, card["message_id"]), callback_data_of(card, "Take"))
     await tg.wait_for(lambda s: "Assignee: Boris" in card_now(s, card)["text"])
-    await _until(lambda: _desk_field(app, "assignee_name", "Boris"))
+    await eventually(lambda: _desk_field(app, "assignee_name", "Boris"))
 
     tg.user_presses(BORIS, (AGENT_CHAT, card["message_id"]), callback_data_of(card, "Priority"))
     await tg.wait_for(lambda s: "critical" in str(card_now(s, card)["reply_markup"]))
     tg.user_presses(BORIS, (AGENT_CHAT, card["message_id"]),
                     callback_data_of(card_now(tg, card), "critical"))
     await tg.wait_for(lambda s: "priority: critical" in card_now(s, card)["text"])
-    await _until(lambda: _desk_field(app, "priority", "critical"))
+    await eventually(lambda: _desk_field(app, "priority", "critical"))
 
     tg.user_presses(BORIS, (AGENT_CHAT, card["message_id"]),
                     callback_data_of(card_now(tg, card), "Note"))
@@ -57,7 +66,7 @@ async def test_card_buttons_take_priority_note(tg: FakeTelegramServer, app: App)
             return await session.scalar(select(LocalMessage.author_kind).where(
                 LocalMessage.text == "Checked the router: fine")) == "note"
 
-    await _until(note_stored)
+    await eventually(note_stored)
     # The next message is a reply again.
     tg.user_sends_text(BORIS, AGENT_CHAT, "Please reconnect", thread_id=topic)
     await tg.wait_for(lambda s: find(s.sent_to(JANE), "Please reconnect"))
@@ -90,7 +99,7 @@ async def test_assign_and_queue_and_link(tg: FakeTelegramServer, app: App) -> No
             return await session.scalar(select(LocalMessage.author_name).where(
                 LocalMessage.text == "Пароль сброшен"))
 
-    assert await _until(author) == "anna.k"
+    assert await eventually(author) == "anna.k"
 
 
 async def test_commands_outside_a_ticket_explain_themselves(tg: FakeTelegramServer, app: App
@@ -146,19 +155,6 @@ async def test_without_topics_threads_by_reply(tg: FakeTelegramServer, app: App)
     tg.user_sends_text(ANNA, AGENT_CHAT, "/stats")
     await tg.wait_for(lambda s: find(s.sent_to(AGENT_CHAT), "Open: 0"))
     assert not find(tg.sent_to(JANE), "lunch")
-
-
-async def _until(fetch, timeout: float = 10.0):  # type: ignore[no-untyped-def]
-    import asyncio
-
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while True:
-        value = await fetch()
-        if value:
-            return value
-        assert loop.time() < deadline, "condition not met"
-        await asyncio.sleep(0.05)
 
 
 async def test_password_in_the_group_is_deleted_and_refer_needs_a_capable_desk(

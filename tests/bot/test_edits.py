@@ -11,7 +11,7 @@ from sqlalchemy import select
 from bot.app import App
 from bot.db.models import Message
 from bridges.local.models import LocalMessage
-from tests.bot.conftest import AGENT_CHAT, JANE, find
+from tests.bot.conftest import AGENT_CHAT, JANE, eventually, find
 from tests.bot.test_agents import card_now
 from tests.bot.test_flow import open_ticket
 from tests.fakes.telegram_server import FakeTelegramServer
@@ -33,7 +33,7 @@ async def test_an_edit_edits_the_mirror_and_notes_the_helpdesk(tg: FakeTelegramS
     topic, card = await open_ticket(tg, JANE, "Printer broken")
     sent = tg.user_sends_text(JANE, JANE, "It shows error 42")
     mirror = await tg.wait_for(lambda s: find(s.sent_to(AGENT_CHAT, topic), "error 42"))
-    await _until(lambda: _has(app, "customer", "It shows error 42"))
+    await eventually(lambda: _has(app, "customer", "It shows error 42"))
 
     tg.user_edits_text(JANE, JANE, sent["message_id"], "It shows error 43")
     await tg.wait_for(lambda s: "error 43" in (_record(s, mirror)["text"] or ""))
@@ -44,7 +44,7 @@ async def test_an_edit_edits_the_mirror_and_notes_the_helpdesk(tg: FakeTelegramS
         stored = await session.scalar(select(Message).where(
             Message.text == "It shows error 43"))
         assert stored is not None and stored.edited_at is not None
-    notes = await _until(lambda: desk_texts(app, "note"))
+    notes = await eventually(lambda: desk_texts(app, "note"))
     assert notes == ["The customer edited a message in Telegram.\n"
                      "Was: It shows error 42\nNow: It shows error 43"]
 
@@ -90,16 +90,3 @@ def _record(tg: FakeTelegramServer, sent: dict) -> dict:
 
 async def _has(app: App, kind: str, text: str) -> bool:
     return text in await desk_texts(app, kind)
-
-
-async def _until(fetch, timeout: float = 10.0):  # type: ignore[no-untyped-def]
-    import asyncio
-
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while True:
-        value = await fetch()
-        if value:
-            return value
-        assert loop.time() < deadline, "condition not met"
-        await asyncio.sleep(0.05)

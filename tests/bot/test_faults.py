@@ -19,7 +19,7 @@ from bridges.base import AgentIdentity, Attachment, CustomerIdentity, RemoteMess
 from bridges.errors import Unavailable
 from bridges.local import LocalDeskBridge
 from bridges.local.models import LocalMessage
-from tests.bot.conftest import AGENT_CHAT, ANNA, JANE, find, make_settings, running
+from tests.bot.conftest import AGENT_CHAT, ANNA, JANE, eventually, find, make_settings, running
 from tests.bot.test_flow import open_ticket
 from tests.conftest import TEST_DATABASE_URL
 from tests.fakes.telegram_server import FakeTelegramServer
@@ -79,17 +79,6 @@ async def desk_texts(app: App) -> list[str]:
         return list(rows)
 
 
-async def until(fetch: Any, check: Any, timeout: float = 30.0) -> Any:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while True:
-        value = await fetch()
-        if check(value):
-            return value
-        assert loop.time() < deadline, f"not reached: {value!r}"
-        await asyncio.sleep(0.1)
-
-
 @pytest.mark.parametrize("mode", ["fail", "hang"])
 async def test_helpdesk_down_then_back(tg: FakeTelegramServer, migrated_url: str,
                                        redis_url: str | None, mode: str) -> None:
@@ -105,8 +94,8 @@ async def test_helpdesk_down_then_back(tg: FakeTelegramServer, migrated_url: str
         stored = await desk_texts(app)
         assert not any(t in stored for t in sent)
         desk.mode = "ok"
-        texts = await until(lambda: desk_texts(app),
-                            lambda found: all(t in found for t in sent))
+        texts = await eventually(lambda: desk_texts(app),
+                                 lambda found: all(t in found for t in sent), timeout=30)
     ordered = [t for t in texts if t in sent]
     assert ordered == sent  # order within the ticket kept
     assert report(f"helpdesk {mode}", sent, texts) == (0, 0)

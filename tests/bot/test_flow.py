@@ -14,6 +14,7 @@ from tests.bot.conftest import (
     JANE,
     OUTSIDER,
     callback_data_of,
+    eventually,
     find,
     texts,
 )
@@ -60,7 +61,7 @@ async def test_full_flow(tg: FakeTelegramServer, app: App) -> None:
                 LocalMessage.author_kind == "note"))
             return list(rows)
 
-    found = await _eventually(notes, lambda found: len(found) == 2)
+    found = await eventually(notes, lambda found: len(found) == 2)
     assert found == ["VIP-клиент, не забыть", "проверить картридж"]
     assert not find(tg.sent_to(IVAN), "VIP")
     assert not find(tg.sent_to(IVAN), "картридж")
@@ -123,17 +124,3 @@ async def test_customer_language_can_change(tg: FakeTelegramServer, app: App) ->
     await tg.wait_for(lambda s: find(s.sent_to(IVAN), "Language: English"))
     async with app.sessionmaker() as session:
         assert (await session.scalar(select(Customer.language))) == "en"
-
-
-async def _eventually(fetch, check, timeout: float = 10.0):  # type: ignore[no-untyped-def]
-    import asyncio
-
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while True:
-        value = await fetch()
-        if check(value):
-            return value
-        if loop.time() > deadline:
-            raise AssertionError(f"condition not met: last value {value!r}")
-        await asyncio.sleep(0.05)

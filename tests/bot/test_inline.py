@@ -15,7 +15,7 @@ from bot.services.knowledge import KnowledgeService
 from bot.services.types import TgUser
 from bridges.base import Capability
 from bridges.local.bridge import LocalDeskBridge
-from tests.bot.conftest import AGENT_CHAT, ANNA, BORIS, IVAN, JANE, OUTSIDER, find
+from tests.bot.conftest import AGENT_CHAT, ANNA, BORIS, IVAN, JANE, OUTSIDER, eventually, find
 from tests.bot.test_flow import open_ticket
 from tests.fakes.telegram_server import FakeTelegramServer
 
@@ -127,7 +127,7 @@ async def test_a_result_picked_in_a_topic_is_the_agents_reply_once(
                 select(CannedReply.use_count).where(CannedReply.id == canned)) or 0
 
     # chosen_inline_result (inline feedback on) only counts the use...
-    await _until(used)
+    await eventually(used)
     await tg.wait_updates_confirmed()
     await app.outbox.drain(timeout=2)
     # ...the reply went to the customer exactly once and is stored once.
@@ -159,7 +159,7 @@ async def test_a_ticket_reference_in_a_topic_is_a_note(tg: FakeTelegramServer, a
             return await session.scalar(select(Message.text).where(
                 Message.author_kind == "note"))
 
-    assert "Ivan's private matter" in (await _until(note) or "")
+    assert "Ivan's private matter" in (await eventually(note) or "")
     await app.outbox.drain(timeout=2)
     assert not find(tg.sent_to(JANE), "private matter")
 
@@ -187,16 +187,3 @@ async def test_without_a_knowledge_base_customers_get_the_support_button(
             assert ids((await ask(tg, ANNA, "hello"))[1]) == [f"c:{canned}"]
     finally:
         await engine.dispose()
-
-
-async def _until(fetch, timeout: float = 10.0):  # type: ignore[no-untyped-def]
-    import asyncio
-
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while True:
-        value = await fetch()
-        if value:
-            return value
-        assert loop.time() < deadline, "condition not met"
-        await asyncio.sleep(0.05)

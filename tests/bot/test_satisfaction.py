@@ -11,7 +11,7 @@ from sqlalchemy import func, select
 from bot.app import App
 from bot.db.models import Ticket
 from bridges.local.models import LocalMessage
-from tests.bot.conftest import AGENT_CHAT, ANNA, JANE, callback_data_of, find
+from tests.bot.conftest import AGENT_CHAT, ANNA, JANE, callback_data_of, eventually, find
 from tests.bot.test_agents import card_now
 from tests.bot.test_flow import open_ticket
 from tests.fakes.telegram_server import FakeTelegramServer
@@ -70,7 +70,7 @@ async def test_stars_then_a_comment(tg: FakeTelegramServer, app: App) -> None:
         notes = await desk_notes(app)
         return notes if len(notes) == 2 else []
 
-    notes = await _until(both_notes)
+    notes = await eventually(both_notes)
     assert notes[0] == "The customer rated the help: ⭐⭐⭐⭐ (4 of 5)."
     assert "missed the point" in notes[1]
 
@@ -110,16 +110,3 @@ async def test_only_closed_tickets_are_rated(tg: FakeTelegramServer, app: App) -
     assert "once it is closed" in tg.callback_answers[listing_query]["text"]
     async with app.sessionmaker() as session:
         assert await session.scalar(select(Ticket.rating)) is None
-
-
-async def _until(fetch, timeout: float = 10.0):  # type: ignore[no-untyped-def]
-    import asyncio
-
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while True:
-        value = await fetch()
-        if value:
-            return value
-        assert loop.time() < deadline, "condition not met"
-        await asyncio.sleep(0.05)

@@ -14,7 +14,7 @@ from bot.app import App
 from bot.db.models import Ticket
 from bot.services.sla import SlaPolicy, SlaService
 from bridges.local.models import LocalTicket
-from tests.bot.conftest import AGENT_CHAT, ANNA, JANE, find
+from tests.bot.conftest import AGENT_CHAT, ANNA, JANE, eventually, find
 from tests.bot.test_agents import card_now
 from tests.bot.test_flow import open_ticket
 from tests.fakes.telegram_server import FakeTelegramServer
@@ -77,7 +77,7 @@ async def test_next_reply_reminder_and_autoclose(tg: FakeTelegramServer, app: Ap
         row = await ticket_row(app)
         return row if row.status == "waiting" and row.autoclose_at else None
 
-    ticket = await _until(waiting)
+    ticket = await eventually(waiting)
     assert ticket.autoclose_at is not None
     await tg.wait_for(lambda s: "Closes by itself" in card_now(s, card)["text"])
 
@@ -96,7 +96,7 @@ async def test_next_reply_reminder_and_autoclose(tg: FakeTelegramServer, app: Ap
 
     # Answered again, then silence for three days: closed, both sides told.
     tg.user_sends_text(ANNA, AGENT_CHAT, "Please update it", thread_id=topic)
-    ticket = await _until(waiting)
+    ticket = await eventually(waiting)
     assert ticket.autoclose_at is not None
     assert (await app.check_sla(now=ticket.autoclose_at - timedelta(minutes=1))).closed == []
     report = await app.check_sla(now=ticket.autoclose_at + timedelta(seconds=1))
@@ -111,7 +111,7 @@ async def test_next_reply_reminder_and_autoclose(tg: FakeTelegramServer, app: Ap
         async with app.sessionmaker() as session:
             return await session.scalar(select(LocalTicket.status)) == "closed"
 
-    await _until(desk_closed)
+    await eventually(desk_closed)
     assert (await app.check_sla(now=ticket.autoclose_at + timedelta(days=9))).closed == []
 
 
@@ -127,16 +127,3 @@ async def test_thresholds_can_be_off(tg: FakeTelegramServer, app: App) -> None:
     # ...but a policy with the reminder off sends none.
     report = await off.run(now=ticket.created_at + timedelta(days=30))
     assert report.reminded == [] and report.closed == []
-
-
-async def _until(fetch, timeout: float = 10.0):  # type: ignore[no-untyped-def]
-    import asyncio
-
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while True:
-        value = await fetch()
-        if value:
-            return value
-        assert loop.time() < deadline, "condition not met"
-        await asyncio.sleep(0.05)
