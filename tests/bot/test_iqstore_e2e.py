@@ -14,9 +14,18 @@ import pytest
 from bot.app import App
 from bot.db.session import create_engine
 from bridges.registry import BridgeDeps, create_bridge
-from tests.bot.conftest import AGENT_CHAT, ANNA, IVAN, JANE, find, make_settings, running
+from tests.bot.conftest import (
+    AGENT_CHAT,
+    ANNA,
+    IVAN,
+    JANE,
+    eventually,
+    find,
+    make_settings,
+    running,
+)
 from tests.bot.test_delivery import count
-from tests.bot.test_flow import _eventually, open_ticket
+from tests.bot.test_flow import open_ticket
 from tests.fakes.iqstore import FakeClient, FakeIqstore
 from tests.fakes.telegram_server import FAKE_JPEG, FakeTelegramServer
 
@@ -57,13 +66,13 @@ async def _value(value: Any) -> Any:
 
 
 async def client_of(iqstore: FakeIqstore, name: str) -> FakeClient:
-    found: FakeClient = await _eventually(lambda: _value(iqstore.client_named(name)),
+    found: FakeClient = await eventually(lambda: _value(iqstore.client_named(name)),
                                           lambda client: client is not None)
     return found
 
 
 async def chat_has(iqstore: FakeIqstore, client: FakeClient, text: str) -> None:
-    await _eventually(lambda: _value(iqstore.texts(client.id).count(text)),
+    await eventually(lambda: _value(iqstore.texts(client.id).count(text)),
                       lambda found: found >= 1)
 
 
@@ -103,7 +112,7 @@ async def test_customer_and_agents_talk_through_iqstore(tg: FakeTelegramServer, 
     # An agent answers in the topic: it goes to the iqstore ticket, once.
     tg.user_sends_text(ANNA, AGENT_CHAT, "Посылка уже в пути", thread_id=topic)
     await tg.wait_for(lambda s: find(s.sent_to(IVAN), "Посылка уже в пути"))
-    written = await _eventually(lambda: _value([m for m in iqstore.ticket_messages.values()
+    written = await eventually(lambda: _value([m for m in iqstore.ticket_messages.values()
                                                 if "Посылка уже в пути" in m["Text"]]),
                                 lambda found: len(found) == 1)
     assert written[0]["TicketId"] == ticket_id and written[0]["Text"].startswith("Anna")

@@ -13,9 +13,18 @@ import pytest
 from bot.app import App
 from bot.db.session import create_engine
 from bridges.registry import BridgeDeps, create_bridge
-from tests.bot.conftest import AGENT_CHAT, ANNA, IVAN, JANE, find, make_settings, running
+from tests.bot.conftest import (
+    AGENT_CHAT,
+    ANNA,
+    IVAN,
+    JANE,
+    eventually,
+    find,
+    make_settings,
+    running,
+)
 from tests.bot.test_delivery import count
-from tests.bot.test_flow import _eventually, open_ticket
+from tests.bot.test_flow import open_ticket
 from tests.fakes.plusofon import FakePlusofon, FakeTicket
 from tests.fakes.telegram_server import FAKE_PDF, FakeTelegramServer
 
@@ -48,7 +57,7 @@ async def app(tg: FakeTelegramServer, plusofon: FakePlusofon, migrated_url: str,
 
 
 async def ticket_at_plusofon(plusofon: FakePlusofon, subject: str) -> FakeTicket:
-    found: FakeTicket = await _eventually(
+    found: FakeTicket = await eventually(
         lambda: _value(plusofon.ticket_by_subject(subject)), lambda ticket: ticket is not None)
     return found
 
@@ -59,7 +68,7 @@ async def _value(value: Any) -> Any:
 
 async def posts_with(plusofon: FakePlusofon, ticket: FakeTicket, text: str,
                      expected: int = 1) -> None:
-    await _eventually(lambda: _value(ticket.post_texts().count(text)),
+    await eventually(lambda: _value(ticket.post_texts().count(text)),
                       lambda found: found >= expected)
 
 
@@ -90,7 +99,7 @@ async def test_customer_talks_to_plusofon_support(tg: FakeTelegramServer, app: A
     tg.user_sends_text(IVAN, IVAN, "Не помогло")
     await posts_with(plusofon, ticket, "Не помогло")
     tg.user_sends_document(IVAN, IVAN, file_name="log.pdf")
-    await _eventually(lambda: _value([p.files for p in ticket.posts if p.files]),
+    await eventually(lambda: _value([p.files for p in ticket.posts if p.files]),
                       lambda files: files == [{"log.pdf": FAKE_PDF}])
     await tg.wait_for(lambda s: find(s.sent_to(AGENT_CHAT, topic), "Не помогло"))
 
