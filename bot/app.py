@@ -14,7 +14,6 @@ from datetime import UTC, datetime, timedelta
 import httpx
 from aiogram import Bot, Dispatcher
 from aiogram.client.default import DefaultBotProperties
-from aiogram.client.session.aiohttp import AiohttpSession
 from aiogram.client.telegram import TelegramAPIServer
 from aiogram.exceptions import TelegramAPIError
 from aiogram.fsm.storage.base import BaseStorage
@@ -41,6 +40,7 @@ from bot.services.sla import SlaPolicy, SlaReport, SlaService
 from bot.services.stats import StatsService
 from bot.services.sync import SyncService
 from bot.services.tickets import TicketService
+from bot.telegram_session import TelegramSession
 from bot.web import Metrics, start_http
 from bridges.base import HelpdeskBridge
 from bridges.errors import RateLimited
@@ -171,7 +171,7 @@ def _now() -> datetime:
 
 
 def make_bot(settings: Settings) -> Bot:
-    session = AiohttpSession(api=TelegramAPIServer.from_base(settings.telegram_api_base))
+    session = TelegramSession(api=TelegramAPIServer.from_base(settings.telegram_api_base))
     return Bot(
         settings.telegram_bot_token.get_secret_value(),
         session=session,

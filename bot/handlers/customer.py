@@ -34,6 +34,9 @@ class ContactNeeded(StatesGroup):
 
 
 EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+# Outcomes that ask the customer something at once (the others are told through the outbox).
+ASKS_CUSTOMER = frozenset({Outcome.NEEDS_CONTACT, Outcome.NEEDS_DEPARTMENT, Outcome.NEEDS_CHOICE,
+                           Outcome.TICKET_CLOSED})
 
 
 async def _lang(tickets: TicketService, message_or_query: Message | CallbackQuery) -> str:
@@ -238,6 +241,9 @@ async def on_department(query: CallbackQuery, callback_data: DepartmentCb,
 
 async def _answer_outcome(message: Message, tickets: TicketService, result: CustomerResult
                           ) -> None:
+    contact_taken = message.contact and result.outcome in (Outcome.CREATED, Outcome.CONTACT_SAVED)
+    if result.outcome not in ASKS_CUSTOMER and not contact_taken:
+        return  # the common case (a message added to a ticket) costs no language lookup
     lang = await _lang(tickets, message)
     if result.outcome == Outcome.NEEDS_CONTACT:
         await message.reply(gettext(lang, "customer.need_contact"),

@@ -497,10 +497,13 @@ class OutboxDispatcher:
         return ticket.remote_ticket_id
 
     async def _post_message(self, row: OutboxItem) -> Outcome:
-        message, files = await self._message(row.payload["message_id"])
-        if message.remote_message_id is not None or message.ticket_id is None:
+        try:
+            message, files, ticket, customer = await self._message_context(
+                row.payload["message_id"])
+        except NotReady:
+            return Outcome()  # a draft: placing it enqueues its own post
+        if message.remote_message_id is not None:
             return Outcome()
-        ticket, customer = await self._load(message.ticket_id)
         if ticket.remote_ticket_id is None:
             raise NotReady()
         key = row.idempotency_key
@@ -521,13 +524,15 @@ class OutboxDispatcher:
                                                                     message.author_name),
                 text, attachments, idempotency_key=key)
 
-        async def apply(session: AsyncSession) -> None:
-            taken = await session.scalar(select(Message.id).where(
-                Message.ticket_id == message.ticket_id,
-                Message.remote_message_id == remote.remote_message_id))
-            if taken is None:  # the poller may have adopted it already
-                await session.execute(update(Message).where(Message.id == message.id)
-                                      .values(remote_message_id=remote.remote_message_id))
+        def apply(session: AsyncSession) -> Any:
+            adopted = aliased(Message)  # the poller may have adopted it already
+            return session.execute(
+                update(Message)
+                .where(Message.id == message.id,
+                       ~select(adopted.id).where(
+                           adopted.ticket_id == message.ticket_id,
+                           adopted.remote_message_id == remote.remote_message_id).exists())
+                .values(remote_message_id=remote.remote_message_id))
 
         return Outcome(apply=[apply])
 

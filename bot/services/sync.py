@@ -43,6 +43,7 @@ log = logging.getLogger("deskbridge.sync")
 
 # Keys the bot gives provider calls (see bot.services.tickets and delivery).
 _OWN_KEY_PREFIXES = ("post:", "create:", "provider.update_ticket:", "provider.refer:")
+IMPORT_CHUNK = 50  # events per transaction when importing a poll
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,27 +79,37 @@ class SyncService:
         except Exception as exc:
             await self._record_error(exc)
             raise
+        # Committed a chunk at a time, so that the first replies of a big batch
+        # are on their way while the rest is imported. The cursor moves with
+        # the last chunk: a crash in between imports the batch again, and the
+        # unique (ticket, remote message) key makes the repeats no-ops.
         imported = 0
-        async with self._sm.begin() as session:
-            for event in changes.events:
-                try:
-                    async with session.begin_nested():
-                        imported += await self._import(session, event)
-                except Exception:
-                    # A malformed event must not stop the poller: log it, skip it.
-                    log.exception("skipping an event the bot could not import: %r", event)
-            state = await session.get(PollCursor, self.provider)
-            if state is None:
-                state = PollCursor(provider=self.provider)
-                session.add(state)
-            state.cursor = changes.cursor
-            state.last_success_at = utcnow()
-            state.last_error = None
-            state.updated_at = utcnow()
+        events = changes.events
+        for start in range(0, max(len(events), 1), IMPORT_CHUNK):
+            async with self._sm.begin() as session:
+                for event in events[start:start + IMPORT_CHUNK]:
+                    try:
+                        async with session.begin_nested():
+                            imported += await self._import(session, event)
+                    except Exception:
+                        # A malformed event must not stop the poller: log it, skip it.
+                        log.exception("skipping an event the bot could not import: %r", event)
+                if start + IMPORT_CHUNK >= len(events):
+                    await self._advance(session, changes.cursor)
+            if imported:
+                self._signal.notify()
         self.last_success_at = utcnow()
-        if imported:
-            self._signal.notify()
-        return PollReport(events=len(changes.events), imported=imported, more=changes.more)
+        return PollReport(events=len(events), imported=imported, more=changes.more)
+
+    async def _advance(self, session: AsyncSession, cursor: str | None) -> None:
+        state = await session.get(PollCursor, self.provider)
+        if state is None:
+            state = PollCursor(provider=self.provider)
+            session.add(state)
+        state.cursor = cursor
+        state.last_success_at = utcnow()
+        state.last_error = None
+        state.updated_at = utcnow()
 
     async def _record_error(self, exc: Exception) -> None:
         async with self._sm.begin() as session:
