@@ -8,6 +8,7 @@ import gc
 import logging
 import os
 import signal
+import subprocess
 import sys
 from collections.abc import Sequence
 from typing import Any, cast
@@ -15,7 +16,6 @@ from typing import Any, cast
 from sqlalchemy import CursorResult, select, update
 
 from bot.config import DatabaseSettings, Settings
-from bot.db import migrate as migrations
 from bot.db.models import OutboxItem, utcnow
 from bot.db.session import create_engine, create_sessionmaker
 from bot.logs import setup_logging
@@ -38,6 +38,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     if args.command == "migrate":
+        from bot.db import migrate as migrations
+
         setup_logging("INFO")
         migrations.upgrade(DatabaseSettings().database_url)
         print("database is up to date")
@@ -56,7 +58,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         from bot.check import run_check
 
         return asyncio.run(run_check(settings))
-    migrations.upgrade(settings.database_url)
+    # Migrations run in a child process: Alembic and what it loads would
+    # otherwise stay resident for the bot's whole life (~15 MB).
+    migrated = subprocess.run([sys.executable, "-m", "bot", "migrate"],
+                              stdout=subprocess.DEVNULL, check=False)
+    if migrated.returncode:
+        return migrated.returncode
     return asyncio.run(_run(settings))
 
 

@@ -202,7 +202,7 @@ async def build_app(
     bridge: HelpdeskBridge | None = None,
     forum: bool | None = None,
 ) -> App:
-    engine = create_engine(settings.database_url)
+    engine = create_engine(settings.database_url, inline_sqlite=True)
     sessionmaker = create_sessionmaker(engine)
     http = httpx.AsyncClient(timeout=httpx.Timeout(30.0, connect=10.0))
     if bridge is None:
