@@ -23,6 +23,7 @@ from collections.abc import Callable
 
 GROUP_WINDOW_SECONDS = 60.0
 GROUP_BURST = 5
+GLOBAL_CATCH_UP_SECONDS = 0.1  # at 30/s: at most 3 sends above an even spacing
 
 
 def is_group(chat_id: int) -> bool:
@@ -72,7 +73,11 @@ class TelegramPacer:
         at = now + delay
         # The overall budget is taken in turn, not at `at`: a group message
         # booked seconds ahead must not hold every other chat back until then.
-        self._global_next = max(self._global_next, now) + self._global_interval
+        # A send that ran late may use the slots it missed, up to
+        # GLOBAL_CATCH_UP_SECONDS' worth, so that jitter does not lower the
+        # average below the limit (Telegram counts ~30 a second, not a gap).
+        self._global_next = max(self._global_next, now - GLOBAL_CATCH_UP_SECONDS
+                                ) + self._global_interval
         if is_group(chat_id):
             # Tokens may go below zero: that is a slot booked in the future.
             self._group_tokens[chat_id] = (self._tokens(chat_id, now) - 1, now)

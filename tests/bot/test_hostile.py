@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import pytest
 from sqlalchemy import select
 
 from bot.app import App
@@ -80,3 +81,41 @@ async def test_malformed_provider_events_are_logged_and_skipped(
     finally:
         await engine.dispose()
     assert "skipping an event" in caplog.text
+
+
+async def test_a_poll_cut_off_between_chunks_imports_each_reply_once(
+    tg: FakeTelegramServer, app: App, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A big poll is committed a chunk at a time and the cursor moves with the
+    last chunk: dying in between imports the batch again, each reply once."""
+    from bot.db.models import Message, Ticket
+    from bot.services import sync
+    from bridges.base import AgentIdentity
+
+    await open_ticket(tg, JANE, "Big batch")
+    async with app.sessionmaker() as session:
+        remote_id = str(await session.scalar(select(Ticket.remote_ticket_id)))
+    answers = [f"answer {i:02d}" for i in range(sync.FIRST_IMPORT_CHUNK + 3)]
+    for answer in answers:
+        await app.bridge.post_agent_reply(remote_id, AgentIdentity("d", "Desk"), answer)
+
+    advance = sync.SyncService._advance
+
+    async def killed(self: sync.SyncService, *args: object) -> None:
+        raise RuntimeError("the process died here")
+
+    monkeypatch.setattr(sync.SyncService, "_advance", killed)
+    with pytest.raises(RuntimeError):
+        await app.sync.poll_once()
+
+    async def imported() -> list[str]:
+        async with app.sessionmaker() as session:
+            return list(await session.scalars(
+                select(Message.text).where(Message.text.startswith("answer "))))
+
+    first = await imported()
+    assert 0 < len(first) < len(answers)  # the first chunk was kept, the last was not
+    assert len(set(first)) == len(first)
+    monkeypatch.setattr(sync.SyncService, "_advance", advance)
+    await app.sync.poll_once()  # the same batch again, from the old cursor
+    assert sorted(await imported()) == answers  # each once
