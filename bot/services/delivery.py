@@ -40,6 +40,8 @@ from aiogram.types import (
 )
 from aiogram.types import Message as TgMessage
 from sqlalchemy import func, select, update
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import aliased
 
@@ -345,13 +347,13 @@ class OutboxDispatcher:
                 result = apply(session)
                 if asyncio.iscoroutine(result):
                     await result
-            for chat_id, message_id, ticket_id, message_ref in outcome.links:
-                exists = await session.scalar(select(TgLink.id).where(
-                    TgLink.tg_chat_id == chat_id, TgLink.tg_message_id == message_id))
-                if exists is None:
-                    session.add(TgLink(tg_chat_id=chat_id, tg_message_id=message_id,
-                                       ticket_id=ticket_id, message_id=message_ref,
-                                       direction="out"))
+            if outcome.links:  # one statement; a link recorded before is kept
+                insert = postgresql_insert if self._postgres else sqlite_insert
+                await session.execute(insert(TgLink).values([
+                    {"tg_chat_id": chat_id, "tg_message_id": message_id, "ticket_id": ticket_id,
+                     "message_id": message_ref, "direction": "out"}
+                    for chat_id, message_id, ticket_id, message_ref in outcome.links
+                ]).on_conflict_do_nothing(index_elements=["tg_chat_id", "tg_message_id"]))
             await session.execute(
                 update(OutboxItem)
                 .where(OutboxItem.id.in_([row.id, *outcome.also_done]))

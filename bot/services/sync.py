@@ -136,6 +136,12 @@ class SyncService:
             Ticket.provider == self.provider, Ticket.remote_ticket_id == remote_ticket_id))
 
     async def _import_message(self, session: AsyncSession, remote: base.RemoteMessage) -> int:
+        if remote.origin_key and remote.origin_key.startswith("post:"):
+            # The echo of our own post (every customer message comes back so):
+            # once its result is recorded there is nothing to look up.
+            own = await session.get(Message, int(remote.origin_key.removeprefix("post:")))
+            if own is not None and own.remote_message_id == remote.remote_message_id:
+                return 0
         ticket = await self._ticket(session, remote.remote_ticket_id)
         if ticket is None:
             return 0  # not a conversation this bot bridges
