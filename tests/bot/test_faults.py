@@ -154,9 +154,16 @@ async def database_away(url: str, seconds: float) -> AsyncIterator[None]:
             await admin.dispose()
     else:
         # SQLite: another process holds the write lock; writers wait it out.
+        # It takes the lock when the bot lets go (waiting here in asyncio: a
+        # blocking busy wait would stop the bot, holding the lock, with it).
         path = url.split("///", 1)[1]
-        blocker = sqlite3.connect(path, isolation_level=None)
-        blocker.execute("BEGIN EXCLUSIVE")
+        blocker = sqlite3.connect(path, isolation_level=None, timeout=0)
+        while True:
+            try:
+                blocker.execute("BEGIN EXCLUSIVE")
+                break
+            except sqlite3.OperationalError:
+                await asyncio.sleep(0.01)
         try:
             yield
             await asyncio.sleep(seconds)
