@@ -50,6 +50,16 @@ async def scratch_database(url: str | None, name: str) -> AsyncIterator[str]:
         await admin.dispose()
 
 
+def bot_env(api_base: str, database_url: str, *, provider: str = "local",
+            **extra: str) -> dict[str, str]:
+    """The environment of `python -m bot run` against the fake Bot API server
+    at `api_base` (no health server unless HTTP_LISTEN is given in `extra`)."""
+    return {"TELEGRAM_BOT_TOKEN": TOKEN, "TELEGRAM_API_BASE": api_base,
+            "AGENT_CHAT_ID": str(AGENT_CHAT), "DATABASE_URL": database_url,
+            "PROVIDER": provider, "POLL_INTERVAL_SECONDS": "1", "AGENT_LANGUAGE": "en",
+            "HTTP_LISTEN": "", "LOG_LEVEL": "WARNING", **extra}
+
+
 def start_process(module: str, env: Mapping[str, str], log: Path,
                   *args: str) -> subprocess.Popen[bytes]:
     """`python -m module args` with exactly `env` (plus PATH and PYTHONPATH)."""

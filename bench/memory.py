@@ -38,7 +38,15 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bench._seed import Seeded, seed
-from bench.common import AGENT_CHAT, TOKEN, machine, scratch_database, start_process, stop_process
+from bench.common import (
+    AGENT_CHAT,
+    TOKEN,
+    bot_env,
+    machine,
+    scratch_database,
+    start_process,
+    stop_process,
+)
 from bot.db.models import Customer, OutboxItem, PollCursor, TgLink, Ticket
 from bot.db.session import create_engine
 from bridges.base import AgentIdentity
@@ -81,21 +89,12 @@ def memory_mb(pid: int) -> tuple[float, float]:
 
 def start_bot(server: FakeTelegramServer, database_url: str, log: Path
               ) -> subprocess.Popen[bytes]:
-    return start_process("bot", {
-        "TELEGRAM_BOT_TOKEN": TOKEN,
-        "TELEGRAM_API_BASE": server.base_url,
-        "AGENT_CHAT_ID": str(AGENT_CHAT),
-        "DATABASE_URL": database_url,
-        "PROVIDER": "local",
-        "POLL_INTERVAL_SECONDS": "1",
-        "AGENT_LANGUAGE": "en",
-        "HTTP_LISTEN": f"127.0.0.1:{free_port()}",  # the health server is part of the bot
+    return start_process("bot", bot_env(
+        server.base_url, database_url,
+        HTTP_LISTEN=f"127.0.0.1:{free_port()}",  # the health server is part of the bot
         # The fake server enforces no limits: pacing must not stretch the run.
-        "TELEGRAM_GROUP_PER_MINUTE": "6000",
-        "TELEGRAM_GLOBAL_RATE": "1000",
-        "TELEGRAM_CHAT_INTERVAL": "0.05",
-        "LOG_LEVEL": "WARNING",
-    }, log, "run")
+        TELEGRAM_GROUP_PER_MINUTE="6000", TELEGRAM_GLOBAL_RATE="1000",
+        TELEGRAM_CHAT_INTERVAL="0.05"), log, "run")
 
 
 def tail(log: Path, chars: int = 3000) -> str:

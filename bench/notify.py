@@ -27,7 +27,15 @@ from pathlib import Path
 from sqlalchemy import insert, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from bench.common import AGENT_CHAT, TOKEN, machine, scratch_database, start_process, stop_process
+from bench.common import (
+    AGENT_CHAT,
+    TOKEN,
+    bot_env,
+    machine,
+    scratch_database,
+    start_process,
+    stop_process,
+)
 from bot.db.models import Customer, PollCursor, Ticket
 from bot.db.session import create_engine
 from bridges.base import CustomerIdentity, HelpdeskBridge, NewTicket
@@ -52,11 +60,7 @@ async def run(replies: int, database_url: str | None) -> None:
             log = Path(folder) / "bot.log"
             try:
                 remote_ids = await seed(engine, bridge, customers)
-                bot = start_process("bot", {
-                    "TELEGRAM_BOT_TOKEN": TOKEN, "TELEGRAM_API_BASE": tg.base_url,
-                    "AGENT_CHAT_ID": str(AGENT_CHAT), "DATABASE_URL": url, "PROVIDER": "local",
-                    "POLL_INTERVAL_SECONDS": "1", "HTTP_LISTEN": "", "LOG_LEVEL": "WARNING",
-                }, log, "run")
+                bot = start_process("bot", bot_env(tg.base_url, url), log, "run")
                 try:
                     await tg.wait_for(lambda s: any(m == "getUpdates" for m, _ in s.requests),
                                       timeout=120)

@@ -44,7 +44,15 @@ import aiohttp
 from aiohttp import web
 from sqlalchemy import select
 
-from bench.common import AGENT_CHAT, TOKEN, machine, scratch_database, start_process, stop_process
+from bench.common import (
+    AGENT_CHAT,
+    TOKEN,
+    bot_env,
+    machine,
+    scratch_database,
+    start_process,
+    stop_process,
+)
 from bot.db.session import create_engine
 from bridges.local.models import LocalMessage
 from tests.bot.conftest import free_port
@@ -144,7 +152,7 @@ class Relay:
             if self.bot != "echo":
                 url = await stack.enter_async_context(
                     scratch_database(self.database_url, f"relay_{self.bot}"))
-                env.update(self.bot_env(url))
+                env = bot_env(tg.base_url, url, provider=self.bot, POLL_INTERVAL_SECONDS="5")
             if self.bot == "omnidesk":
                 desk = FakeOmnidesk(calls_per_hour=None)
                 desk.add_channel(CHANNEL)
@@ -176,15 +184,11 @@ class Relay:
                     stop_process(process)
         return row
 
-    def bot_env(self, url: str) -> dict[str, str]:
-        return {"AGENT_CHAT_ID": str(AGENT_CHAT), "DATABASE_URL": url, "PROVIDER": self.bot,
-                "POLL_INTERVAL_SECONDS": "5", "AGENT_LANGUAGE": "en", "LOG_LEVEL": "WARNING"}
-
     def start(self, env: dict[str, str], index: int) -> subprocess.Popen[bytes]:
         log = self.workdir / f"{self.bot}-{index}.log"
         if self.bot == "echo":
             return start_process("bench.echo_bot", env, log)
-        own = dict(env, HTTP_LISTEN="")
+        own = dict(env)
         if self.processes > 1:
             port = self.ports[index]
             own.update(WEBHOOK_URL=f"http://127.0.0.1:{port}/hook", WEBHOOK_SECRET=SECRET,

@@ -107,11 +107,15 @@ class SyncService:
         self.last_success_at = utcnow()
         return PollReport(events=len(events), imported=imported, more=changes.more)
 
-    async def _advance(self, session: AsyncSession, cursor: str | None) -> None:
+    async def _cursor_row(self, session: AsyncSession) -> PollCursor:
         state = await session.get(PollCursor, self.provider)
         if state is None:
             state = PollCursor(provider=self.provider)
             session.add(state)
+        return state
+
+    async def _advance(self, session: AsyncSession, cursor: str | None) -> None:
+        state = await self._cursor_row(session)
         state.cursor = cursor
         state.last_success_at = utcnow()
         state.last_error = None
@@ -119,10 +123,7 @@ class SyncService:
 
     async def _record_error(self, exc: Exception) -> None:
         async with self._sm.begin() as session:
-            state = await session.get(PollCursor, self.provider)
-            if state is None:
-                state = PollCursor(provider=self.provider)
-                session.add(state)
+            state = await self._cursor_row(session)
             state.last_error = f"{type(exc).__name__}: {exc}"[:2000]
             state.updated_at = utcnow()
 
