@@ -49,10 +49,10 @@ from bench.common import (
 )
 from bot.db.models import Customer, OutboxItem, PollCursor, TgLink, Ticket
 from bot.db.session import create_engine
+from bot.sandbox.telegram_server import FakeTelegramServer
 from bridges.base import AgentIdentity
 from bridges.local.bridge import LocalDeskBridge
 from tests.bot.conftest import free_port
-from tests.fakes.telegram_server import FakeTelegramServer
 
 AGENT = 1
 TARGET_MB = 150.0

@@ -38,10 +38,10 @@ from bench.common import (
 )
 from bot.db.models import Customer, PollCursor, Ticket
 from bot.db.session import create_engine
+from bot.sandbox.telegram_server import FakeTelegramServer
 from bridges.base import CustomerIdentity, HelpdeskBridge, NewTicket
 from bridges.local.models import LocalEvent, LocalMessage
 from bridges.registry import BridgeDeps, create_bridge
-from tests.fakes.telegram_server import FakeTelegramServer
 
 FIRST_CUSTOMER = 100_000
 ANSWER = "Your answer is here"

@@ -38,7 +38,7 @@ from aiogram.types import (
     Update,
 )
 
-from tests.fakes.telegram_server import FakeTelegramServer, parse_html
+from bot.sandbox.telegram_server import FakeTelegramServer, parse_html
 
 TOKEN = "123456:TEST"
 CUSTOMER = 1001

@@ -13,8 +13,8 @@ import pytest
 
 from bot.app import App, build_app
 from bot.config import Settings
+from bot.sandbox.telegram_server import FakeTelegramServer
 from bridges.base import HelpdeskBridge
-from tests.fakes.telegram_server import FakeTelegramServer
 
 TOKEN = "123456:TEST-token-for-deskbridge-tests"
 AGENT_CHAT = -1001000000001

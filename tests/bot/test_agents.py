@@ -7,6 +7,7 @@ from sqlalchemy import select
 
 from bot.app import App
 from bot.db.models import Agent, Ticket
+from bot.sandbox.telegram_server import FakeTelegramServer
 from bridges.local.models import LocalMessage, LocalTicket
 from tests.bot.conftest import (
     AGENT_CHAT,
@@ -19,7 +20,6 @@ from tests.bot.conftest import (
     find,
 )
 from tests.bot.test_flow import open_ticket
-from tests.fakes.telegram_server import FakeTelegramServer
 
 
 async def ticket(app: App) -> Ticket:

@@ -7,9 +7,9 @@ from sqlalchemy import select
 
 from bot.app import App
 from bot.db.models import Agent, CannedReply
+from bot.sandbox.telegram_server import FakeTelegramServer
 from bridges.local.bridge import LocalDeskBridge
 from tests.bot.conftest import AGENT_CHAT, ANNA, BORIS, OUTSIDER, find
-from tests.fakes.telegram_server import FakeTelegramServer
 
 
 async def command(tg: FakeTelegramServer, text: str, needle: str, user: int = ANNA

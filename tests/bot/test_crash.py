@@ -22,8 +22,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bot.db.models import TgLink
 from bot.db.session import create_engine, create_sessionmaker
+from bot.sandbox.telegram_server import FakeTelegramServer
 from tests.bot.conftest import AGENT_CHAT, TOKEN
-from tests.fakes.telegram_server import FakeTelegramServer
 
 ROOT = Path(__file__).resolve().parents[2]
 CUSTOMERS = [2001, 2002, 2003, 2004, 2005]

@@ -6,10 +6,10 @@ from sqlalchemy import func, select
 
 from bot.app import App
 from bot.db.models import Attachment, Message, Ticket
+from bot.sandbox.telegram_server import FakeTelegramServer
 from bridges.local.models import LocalMessage
 from tests.bot.conftest import AGENT_CHAT, ANNA, IVAN, JANE, callback_data_of, find
 from tests.bot.test_flow import open_ticket
-from tests.fakes.telegram_server import FakeTelegramServer
 
 
 async def count(app: App, model: type, *where: object) -> int:

@@ -12,10 +12,10 @@ from sqlalchemy import select
 from bot.__main__ import main
 from bot.app import App
 from bot.db.models import Customer, OutboxItem
+from bot.sandbox.telegram_server import FakeTelegramServer
 from bridges.base import AgentIdentity, TicketStatus, TicketUpdate
 from tests.bot.conftest import AGENT_CHAT, ANNA, IVAN, JANE, find, make_settings, running
 from tests.bot.test_flow import open_ticket
-from tests.fakes.telegram_server import FakeTelegramServer
 
 
 def count(tg: FakeTelegramServer, chat_id: int, needle: str, thread: Any = ...) -> int:

@@ -15,6 +15,7 @@ from sqlalchemy import select, text
 
 from bot.app import App
 from bot.db.session import create_engine
+from bot.sandbox.telegram_server import FakeTelegramServer
 from bridges.base import AgentIdentity, Attachment, CustomerIdentity, RemoteMessage
 from bridges.errors import Unavailable
 from bridges.local import LocalDeskBridge
@@ -22,7 +23,6 @@ from bridges.local.models import LocalMessage
 from tests.bot.conftest import AGENT_CHAT, ANNA, JANE, eventually, find, make_settings, running
 from tests.bot.test_flow import open_ticket
 from tests.conftest import TEST_DATABASE_URL
-from tests.fakes.telegram_server import FakeTelegramServer
 
 
 def report(fault: str, sent: list[str], seen: Sequence[str]) -> tuple[int, int]:

@@ -6,6 +6,7 @@ from sqlalchemy import select
 
 from bot.app import App
 from bot.db.models import Customer, Ticket
+from bot.sandbox.telegram_server import FakeTelegramServer
 from bridges.local.models import LocalMessage
 from tests.bot.conftest import (
     AGENT_CHAT,
@@ -18,7 +19,6 @@ from tests.bot.conftest import (
     find,
     texts,
 )
-from tests.fakes.telegram_server import FakeTelegramServer
 
 
 async def open_ticket(tg: FakeTelegramServer, customer: int, text: str) -> tuple[int, dict]:

@@ -10,6 +10,7 @@ from sqlalchemy import select
 from bot.app import App
 from bot.db.models import PollCursor
 from bot.db.session import create_engine
+from bot.sandbox.telegram_server import FakeTelegramServer
 from bridges.base import (
     AuthorKind,
     Changes,
@@ -19,7 +20,6 @@ from bridges.base import (
 from bridges.local import LocalDeskBridge
 from tests.bot.conftest import AGENT_CHAT, ANNA, JANE, find, make_settings, running
 from tests.bot.test_flow import open_ticket
-from tests.fakes.telegram_server import FakeTelegramServer
 
 
 async def test_a_caption_over_1024_characters_is_sent_as_text(tg: FakeTelegramServer,

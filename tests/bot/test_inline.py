@@ -11,13 +11,13 @@ from sqlalchemy import func, select
 
 from bot.app import App
 from bot.db.models import CannedReply, Message
+from bot.sandbox.telegram_server import FakeTelegramServer
 from bot.services.knowledge import KnowledgeService
 from bot.services.types import TgUser
 from bridges.base import Capability
 from bridges.local.bridge import LocalDeskBridge
 from tests.bot.conftest import AGENT_CHAT, ANNA, BORIS, IVAN, JANE, OUTSIDER, eventually, find
 from tests.bot.test_flow import open_ticket
-from tests.fakes.telegram_server import FakeTelegramServer
 
 
 @pytest.fixture

@@ -11,10 +11,10 @@ from sqlalchemy import select
 from bot.app import App
 from bot.db.models import Customer, Ticket
 from bot.db.session import create_engine
+from bot.sandbox.telegram_server import FakeTelegramServer
 from bridges.base import Capabilities, Capability, CustomerIdentity, Department
 from bridges.local import LocalDeskBridge
 from tests.bot.conftest import AGENT_CHAT, JANE, callback_data_of, find, make_settings, running
-from tests.fakes.telegram_server import FakeTelegramServer
 
 
 class PickyDesk(LocalDeskBridge):

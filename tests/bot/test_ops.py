@@ -7,9 +7,9 @@ import pytest
 
 from bot.app import App
 from bot.check import run_check
+from bot.sandbox.telegram_server import FakeTelegramServer
 from tests.bot.conftest import AGENT_CHAT, ANNA, JANE, make_settings, populate
 from tests.bot.test_flow import open_ticket
-from tests.fakes.telegram_server import FakeTelegramServer
 
 
 async def test_health_and_metrics(tg: FakeTelegramServer, app: App) -> None:

@@ -10,11 +10,11 @@ from sqlalchemy import func, select
 
 from bot.app import App
 from bot.db.models import Ticket
+from bot.sandbox.telegram_server import FakeTelegramServer
 from bridges.local.models import LocalMessage
 from tests.bot.conftest import AGENT_CHAT, ANNA, JANE, callback_data_of, eventually, find
 from tests.bot.test_agents import card_now
 from tests.bot.test_flow import open_ticket
-from tests.fakes.telegram_server import FakeTelegramServer
 
 
 @pytest.fixture

@@ -20,10 +20,10 @@ from sqlalchemy import func, select
 
 from bot.db.models import TgLink
 from bot.db.session import create_engine, create_sessionmaker
+from bot.sandbox.telegram_server import FakeTelegramServer
 from tests.bot.conftest import AGENT_CHAT, TOKEN, free_port
 from tests.bot.test_crash import MARK
 from tests.conftest import TEST_DATABASE_URL
-from tests.fakes.telegram_server import FakeTelegramServer
 
 pytestmark = pytest.mark.skipif(not TEST_DATABASE_URL, reason="needs PostgreSQL")
 

@@ -12,10 +12,10 @@ from bot.__main__ import main
 from bot.app import App
 from bot.db.models import Attachment, Customer, Message, OutboxItem, TgLink, Ticket
 from bot.logs import RedactSecrets
+from bot.sandbox.telegram_server import FakeTelegramServer
 from bridges.local.models import LocalMessage, LocalTicket
 from tests.bot.conftest import AGENT_CHAT, ANNA, IVAN, JANE, TOKEN, find, make_settings, running
 from tests.bot.test_flow import open_ticket
-from tests.fakes.telegram_server import FakeTelegramServer
 
 
 async def test_a_full_run_logs_no_secret(tg: FakeTelegramServer, migrated_url: str,

@@ -12,12 +12,12 @@ from sqlalchemy import select
 
 from bot.app import App
 from bot.db.models import Ticket
+from bot.sandbox.telegram_server import FakeTelegramServer
 from bot.services.sla import SlaPolicy, SlaService
 from bridges.local.models import LocalTicket
 from tests.bot.conftest import AGENT_CHAT, ANNA, JANE, eventually, find
 from tests.bot.test_agents import card_now
 from tests.bot.test_flow import open_ticket
-from tests.fakes.telegram_server import FakeTelegramServer
 
 
 @pytest.fixture

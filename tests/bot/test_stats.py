@@ -11,10 +11,10 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from bot.app import App
 from bot.db.models import Customer, Message, Ticket
 from bot.db.session import create_engine, create_sessionmaker
+from bot.sandbox.telegram_server import FakeTelegramServer
 from bot.services.stats import StatsService, as_text, chart_png
 from tests.bot.conftest import AGENT_CHAT, ANNA, BORIS, JANE, OUTSIDER, callback_data_of, find
 from tests.bot.test_flow import open_ticket
-from tests.fakes.telegram_server import FakeTelegramServer
 
 PNG = b"\x89PNG\r\n\x1a\n"
 

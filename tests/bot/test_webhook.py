@@ -12,8 +12,8 @@ from sqlalchemy import func, select
 
 from bot.app import App, build_app
 from bot.db.models import Ticket
+from bot.sandbox.telegram_server import FakeTelegramServer
 from tests.bot.conftest import AGENT_CHAT, JANE, find, free_port, make_settings
-from tests.fakes.telegram_server import FakeTelegramServer
 
 SECRET = "hook-secret-Zx81"
 

@@ -11,6 +11,7 @@ import pytest
 from sqlalchemy import select
 
 from bot.db.models import Agent, Ticket
+from bot.sandbox.telegram_server import FakeTelegramServer
 from tests.bot.conftest import (
     AGENT_CHAT,
     ANNA,
@@ -31,7 +32,6 @@ from tests.bridges.harness_zenlix import (
     populate,
     zenlix_env,
 )
-from tests.fakes.telegram_server import FakeTelegramServer
 from tests.fakes.zenlix import FakeZenlix
 
 
