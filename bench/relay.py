@@ -54,10 +54,10 @@ from bench.common import (
     stop_process,
 )
 from bot.db.session import create_engine
+from bot.sandbox.omnidesk import FakeOmnidesk
 from bot.sandbox.telegram_server import FakeTelegramServer
 from bridges.local.models import LocalMessage
 from tests.bot.conftest import free_port
-from tests.fakes.omnidesk import FakeOmnidesk
 
 MARK = re.compile(r"\[r(\d+)\]")
 CHANNEL = "cch9"

@@ -16,13 +16,13 @@ from pathlib import Path
 
 from bench.poll_cost import Measurement
 from bot.db.session import create_engine
+from bot.sandbox.iqstore import FakeIqstore
 from bridges.base import CustomerIdentity
 from bridges.iqstore import IqstoreBridge
 from bridges.iqstore.client import IqstoreClient
 from bridges.iqstore.config import IqstoreSettings
 from bridges.iqstore.mapping import local_id_for
 from bridges.state import BridgeState, BridgeStateBase
-from tests.fakes.iqstore import FakeIqstore
 
 POLL_INTERVAL = 15.0
 QUIET = 24 * 3600.0

@@ -16,11 +16,11 @@ from pathlib import Path
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from bench.poll_cost import Measurement
+from bot.sandbox.omnidesk import FakeClock, FakeOmnidesk
 from bridges.base import MessageAdded
 from bridges.errors import RateLimited
 from bridges.omnidesk import OmnideskBridge, OmnideskSettings
 from bridges.state import BridgeState, BridgeStateBase
-from tests.fakes.omnidesk import FakeClock, FakeOmnidesk
 
 POLL_INTERVAL = 15.0  # the default POLL_INTERVAL_SECONDS
 FOLLOW_UPS = 20  # rounds the scheduler polls again while the bridge says `more`

@@ -9,9 +9,9 @@ from pathlib import Path
 
 from bench.poll_cost import Measurement
 from bot.db.session import create_engine
+from bot.sandbox.plusofon import FakePlusofon
 from bridges.registry import BridgeDeps, create_bridge
 from bridges.state import BridgeStateBase
-from tests.fakes.plusofon import FakePlusofon
 
 
 async def measure(open_tickets: int, changed: int) -> Measurement:

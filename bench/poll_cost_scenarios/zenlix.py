@@ -22,12 +22,12 @@ from pathlib import Path
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from bench.poll_cost import Measurement
+from bot.sandbox.zenlix import FakeZenlix
 from bridges.base import CustomerIdentity, MessageAdded
 from bridges.state import BridgeStateBase
 from bridges.zenlix import ZenlixBridge, ZenlixSettings
 from bridges.zenlix.records import TicketRecord
 from tests.bridges.harness_zenlix import ZenlixWorld, populate, zenlix_env
-from tests.fakes.zenlix import FakeZenlix
 
 SIZES = (100, 1_000, 5_000)
 CHANGED = (0, 100)

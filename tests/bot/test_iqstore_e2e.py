@@ -13,6 +13,7 @@ import pytest
 
 from bot.app import App
 from bot.db.session import create_engine
+from bot.sandbox.iqstore import FakeClient, FakeIqstore
 from bot.sandbox.telegram_server import FAKE_JPEG, FakeTelegramServer
 from bridges.registry import BridgeDeps, create_bridge
 from tests.bot.conftest import (
@@ -27,7 +28,6 @@ from tests.bot.conftest import (
 )
 from tests.bot.test_delivery import count
 from tests.bot.test_flow import open_ticket
-from tests.fakes.iqstore import FakeClient, FakeIqstore
 
 SEND = "/chats/channel/send/support"
 HISTORY = "/chats/channel/messages/support"

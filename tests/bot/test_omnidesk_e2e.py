@@ -12,11 +12,11 @@ import pytest
 
 from bot.app import App
 from bot.db.session import create_engine
+from bot.sandbox.omnidesk import FakeOmnidesk
 from bot.sandbox.telegram_server import FakeTelegramServer
 from bridges.registry import BridgeDeps, create_bridge
 from tests.bot.conftest import AGENT_CHAT, ANNA, BORIS, IVAN, JANE, find, make_settings, running
 from tests.bot.test_flow import open_ticket
-from tests.fakes.omnidesk import FakeOmnidesk
 
 CHANNEL = "cch7"
 ANNA_STAFF = "anna@support.example"  # Anna's Omnidesk account

@@ -12,6 +12,7 @@ import pytest
 
 from bot.app import App
 from bot.db.session import create_engine
+from bot.sandbox.plusofon import FakePlusofon, FakeTicket
 from bot.sandbox.telegram_server import FAKE_PDF, FakeTelegramServer
 from bridges.registry import BridgeDeps, create_bridge
 from tests.bot.conftest import (
@@ -26,7 +27,6 @@ from tests.bot.conftest import (
 )
 from tests.bot.test_delivery import count
 from tests.bot.test_flow import open_ticket
-from tests.fakes.plusofon import FakePlusofon, FakeTicket
 
 
 @pytest.fixture

@@ -1,5 +1,5 @@
 """The bot with PROVIDER=zenlix, end to end: the fake Bot API server and the
-fake Zenlix (tests/fakes/zenlix.py), both over real HTTP; the bridge is built
+fake Zenlix (bot/sandbox/zenlix.py), both over real HTTP; the bridge is built
 by the application from the environment, as in production."""
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from sqlalchemy import select
 
 from bot.db.models import Agent, Ticket
 from bot.sandbox.telegram_server import FakeTelegramServer
+from bot.sandbox.zenlix import FakeZenlix
 from tests.bot.conftest import (
     AGENT_CHAT,
     ANNA,
@@ -32,7 +33,6 @@ from tests.bridges.harness_zenlix import (
     populate,
     zenlix_env,
 )
-from tests.fakes.zenlix import FakeZenlix
 
 
 @pytest.fixture

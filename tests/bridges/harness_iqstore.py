@@ -13,11 +13,11 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
+from bot.sandbox.iqstore import FakeIqstore
 from bridges.base import AgentIdentity, Capability
 from bridges.registry import BridgeDeps, create_bridge
 from tests.bridges.contract import LOCAL_AGENT, BridgeHarness, BridgeUnderTest, HarnessOptions
 from tests.bridges.harness_plusofon import bridge_state_database
-from tests.fakes.iqstore import FakeIqstore
 
 
 @dataclass(frozen=True, slots=True)

@@ -15,6 +15,7 @@ from uuid import uuid4
 from sqlalchemy import make_url, text
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
+from bot.sandbox.omnidesk import FakeOmnidesk
 from bridges.base import AgentIdentity, Capability
 from bridges.omnidesk import OmnideskBridge, OmnideskSettings
 from bridges.registry import BridgeDeps, create_bridge
@@ -25,7 +26,6 @@ from tests.bridges.contract import (
     BridgeUnderTest,
     HarnessOptions,
 )
-from tests.fakes.omnidesk import FakeOmnidesk
 
 CHANNEL = "cch7"
 

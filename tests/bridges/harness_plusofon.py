@@ -9,6 +9,7 @@ from dataclasses import dataclass
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from bot.sandbox.plusofon import FakePlusofon
 from bridges.base import AgentIdentity, Capability
 from bridges.registry import BridgeDeps, create_bridge
 from bridges.state import BridgeStateBase
@@ -19,7 +20,6 @@ from tests.bridges.contract import (
     HarnessOptions,
     local_desk_database,
 )
-from tests.fakes.plusofon import FakePlusofon
 
 
 @dataclass(frozen=True, slots=True)

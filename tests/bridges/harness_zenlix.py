@@ -1,5 +1,5 @@
 """The Zenlix bridge in the contract suite: built through the registry from an
-env dict, against the fake Zenlix (tests/fakes/zenlix.py) on loopback, with
+env dict, against the fake Zenlix (bot/sandbox/zenlix.py) on loopback, with
 its BridgeState table on SQLite or on TEST_DATABASE_URL.
 
 Zenlix derives ticket hashes from the creation second, so the bridge creates
@@ -23,11 +23,11 @@ from uuid import uuid4
 from sqlalchemy import make_url, text
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
+from bot.sandbox.zenlix import CHIEF, FakeZenlix
 from bridges.base import AgentIdentity, Capability
 from bridges.registry import BridgeDeps, create_bridge
 from bridges.state import BridgeStateBase
 from bridges.zenlix import ZenlixBridge
-from tests.fakes.zenlix import CHIEF, FakeZenlix
 
 if TYPE_CHECKING:
     from tests.bridges.contract import BridgeHarness, BridgeUnderTest, HarnessOptions

@@ -13,6 +13,7 @@ from typing import Any
 import httpx
 import pytest
 
+from bot.sandbox.iqstore import FakeIqstore
 from bridges.base import (
     AgentIdentity,
     Attachment,
@@ -39,7 +40,6 @@ from bridges.registry import BridgeDeps, create_bridge
 from bridges.state import BridgeState
 from tests.bridges.contract import HarnessOptions
 from tests.bridges.harness_plusofon import bridge_state_database
-from tests.fakes.iqstore import FakeIqstore
 
 ANNA = CustomerIdentity(customer_ref="1001", full_name="Anna", username="anna")
 BORIS = CustomerIdentity(customer_ref="1002", full_name="Boris")

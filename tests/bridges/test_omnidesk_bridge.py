@@ -10,6 +10,7 @@ import pytest
 
 # contract.py imports every harness module: load it before ours, not from it.
 import tests.bridges.contract  # noqa: F401
+from bot.sandbox.omnidesk import FakeOmnidesk
 from bridges.base import (
     AgentIdentity,
     Attachment,
@@ -24,7 +25,6 @@ from bridges.errors import Invalid, NotFound
 from bridges.omnidesk import OmnideskBridge
 from bridges.registry import available
 from tests.bridges.harness_omnidesk import omnidesk_bridge
-from tests.fakes.omnidesk import FakeOmnidesk
 
 ANNA = CustomerIdentity(customer_ref="1001", full_name="Anna K", username="anna_k")
 NOBODY = CustomerIdentity(customer_ref="1002", full_name="No Contact")

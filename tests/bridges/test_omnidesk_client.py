@@ -11,6 +11,7 @@ import pytest
 
 # contract.py imports every harness module: load it before ours, not from it.
 import tests.bridges.contract  # noqa: F401
+from bot.sandbox.omnidesk import FakeClock, FakeOmnidesk
 from bridges.errors import (
     AuthFailed,
     BridgeError,
@@ -25,7 +26,6 @@ from bridges.omnidesk.client import OmnideskClient, provider_error
 from bridges.omnidesk.config import OmnideskSettings
 from bridges.omnidesk.models import Case, listing, parse_rfc2822
 from tests.bridges.harness_omnidesk import omnidesk_bridge
-from tests.fakes.omnidesk import FakeClock, FakeOmnidesk
 
 SECRET = "od-super-secret-key-42"
 ENV = {

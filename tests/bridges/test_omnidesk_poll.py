@@ -14,6 +14,7 @@ import pytest
 
 # contract.py imports every harness module: load it before ours, not from it.
 import tests.bridges.contract  # noqa: F401
+from bot.sandbox.omnidesk import FakeClock, FakeOmnidesk
 from bridges.base import (
     AgentIdentity,
     AuthorKind,
@@ -30,7 +31,6 @@ from bridges.errors import Invalid, RateLimited, Unavailable
 from bridges.omnidesk import OmnideskBridge
 from bridges.omnidesk.cursor import MAX_TRACKED_CASES
 from tests.bridges.harness_omnidesk import omnidesk_bridge
-from tests.fakes.omnidesk import FakeClock, FakeOmnidesk
 
 ANNA = CustomerIdentity(customer_ref="1001", full_name="Anna K", username="anna_k")
 

@@ -12,6 +12,7 @@ from typing import Any
 import httpx
 import pytest
 
+from bot.sandbox.plusofon import ACCOUNT_USER_ID, NOT_FOUND_DUMP, FakePlusofon, FakePost
 from bridges.base import (
     Attachment,
     AuthorKind,
@@ -38,7 +39,6 @@ from bridges.plusofon.models import parse_ticket_list
 from bridges.registry import BridgeDeps, create_bridge
 from tests.bridges.contract import LOCAL_AGENT, HarnessOptions
 from tests.bridges.harness_plusofon import bridge_state_database
-from tests.fakes.plusofon import ACCOUNT_USER_ID, NOT_FOUND_DUMP, FakePlusofon, FakePost
 
 CUSTOMER = CustomerIdentity(customer_ref="tg:1001", full_name="Anna Customer")
 

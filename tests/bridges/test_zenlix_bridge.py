@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
+from bot.sandbox.zenlix import FakeTicket, FakeZenlix
 from bridges.base import (
     AgentIdentity,
     Attachment,
@@ -36,7 +37,6 @@ from tests.bridges.harness_zenlix import (
     ZenlixHelpers,
     zenlix_desk,
 )
-from tests.fakes.zenlix import FakeTicket, FakeZenlix
 
 ANNA = CustomerIdentity(customer_ref="tg:1001", full_name="Anna Customer")
 JANE = CustomerIdentity(customer_ref="tg:1002", full_name="Jane", username="jane")

@@ -12,6 +12,7 @@ import httpx
 import pytest
 from pydantic import SecretStr
 
+from bot.sandbox.zenlix import FakeZenlix
 from bridges.errors import (
     AuthFailed,
     BridgeError,
@@ -24,7 +25,6 @@ from bridges.errors import (
 from bridges.zenlix.client import ZenlixClient, interpret
 from bridges.zenlix.config import ZenlixSettings
 from tests.bridges.harness_zenlix import SERVICE_LOGIN, SERVICE_PASSWORD, populate
-from tests.fakes.zenlix import FakeZenlix
 
 URL = "http://zenlix.test/api.php"
 

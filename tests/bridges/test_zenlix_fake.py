@@ -10,6 +10,7 @@ from typing import Any
 import httpx
 import pytest
 
+from bot.sandbox.zenlix import FakeZenlix
 from tests.bridges.harness_zenlix import (
     AGENT_LOGIN,
     AGENT_PASSWORD,
@@ -18,7 +19,6 @@ from tests.bridges.harness_zenlix import (
     ZenlixWorld,
     populate,
 )
-from tests.fakes.zenlix import FakeZenlix
 
 
 class Raw:

@@ -6,8 +6,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from bot.sandbox.zenlix import _api_text
 from bridges.zenlix.text import COMMENT_LIMIT, split_for_comments, storable
-from tests.fakes.zenlix import _api_text
 
 
 @pytest.mark.parametrize(("raw", "stored"), [

@@ -1,1 +1,0 @@
-"""In-process fakes of external services used by the end-to-end tests."""
