@@ -51,6 +51,19 @@ class BridgeState:
                 BridgeStateRow.provider == self.provider, BridgeStateRow.key.in_(wanted)))
             return {key: value for key, value in rows.all()}
 
+    async def get_prefixed(self, prefix: str, limit: int) -> dict[str, str]:
+        """Up to `limit` entries whose key starts with `prefix` (a literal:
+        no `%` or `_` in it), oldest first."""
+        if "%" in prefix or "_" in prefix:
+            raise ValueError("a literal prefix without LIKE wildcards")
+        async with self._sessionmaker() as session:
+            rows = await session.execute(
+                select(BridgeStateRow.key, BridgeStateRow.value)
+                .where(BridgeStateRow.provider == self.provider,
+                       BridgeStateRow.key.like(prefix + "%"))
+                .order_by(BridgeStateRow.updated_at, BridgeStateRow.key).limit(limit))
+            return {key: value for key, value in rows.all()}
+
     async def set(self, key: str, value: str) -> None:
         await self.set_many({key: value})
 
@@ -71,6 +84,14 @@ class BridgeState:
     async def delete(self, key: str) -> None:
         async with self._sessionmaker.begin() as session:
             await _delete(session, self.provider, key)
+
+    async def delete_many(self, keys: Iterable[str]) -> None:
+        wanted = list(keys)
+        async with self._sessionmaker.begin() as session:
+            for start in range(0, len(wanted), 500):
+                await session.execute(delete(BridgeStateRow).where(
+                    BridgeStateRow.provider == self.provider,
+                    BridgeStateRow.key.in_(wanted[start:start + 500])))
 
 
 async def _delete(session: AsyncSession, provider: str, key: str) -> None:

@@ -24,14 +24,30 @@ Faithful to the real server where a bridge can trip:
   priviliges`); `ticket_ok` needs the caller's lock and keeps it;
   `ticket_no_ok` leaves the ticket locked by the caller; locking a held
   ticket is refused; a chief (priv 2) may unlock and reopen others' tickets.
-* `refer_ticket` needs all five fields and appends `msg` to the ticket's text.
+* `refer_ticket` needs all five fields and appends `msg` to the ticket's text;
+  its `user_to_id` goes through the server's hash lookup, so "0" (unlike in
+  `create_ticket`) is stored as NULL and ordinary agents of the department no
+  longer see the ticket (they see department tickets by `find_in_set('0', ...)`).
+* Permissions are the server's table (`get_ticket_action_priv_api`): an
+  ordinary agent acts only on tickets they opened, or of their department
+  addressed to the department or to them; a lock someone else holds can only
+  be undone, by a head or a chief, never referred or closed.
+* A disabled account (status 0) cannot sign in but its API key keeps working;
+  only a deleted one (status 2) is refused.
 * `get_users_list` searches names, logins and phones (not e-mail), `%` and `_`
   are wildcards, at most 10 rows, status as `status_user`.
 * `ticket_view` of an unknown hash is `[{"status": null, ...}]`;
   `add_ticket_comment` on one answers ok and stores an orphan comment.
-* Comments come oldest first, HTML stripped and cut at `[file:`, with
-  `usr_fio`, no id; `ticket_list` text keeps HTML and is cut at 150 bytes;
-  lists are newest first; a chief sees every open ticket in `in` and `out`.
+* Comments come oldest first, cut at `[file:` and then through PHP's
+  `strip_tags` (ported byte for byte: a `<` not followed by ASCII whitespace
+  starts a tag, a `<` at the very end too), with `usr_fio`, no id;
+  `ticket_view` strips the ticket text the same way.
+* `ticket_list` cuts text and subject with ZENLIX's `cutstr_api` (PHP
+  `wordwrap(.., 150, '<br>', true)`, first line): with no ASCII space before
+  byte 150 a multibyte character is cut in half, `json_encode` fails and the
+  whole answer is the four spaces. Rows carry `lock_by_other_fio` and
+  `ok_by_fio` (short names), statuses `ok_by_me`/`ok_by_other` for done
+  tickets; lists are newest first; a chief sees every open ticket in `in` and `out`.
 * Dates in the configured zone (default Europe/Kiev), from an injectable clock.
 
 Test helpers act as people in the Zenlix UI (`comment_as`, `lock_as`,
@@ -67,10 +83,16 @@ TRAILER = "    "  # every answer of api.php ends in four spaces
 NOT_FOUND_PAGE = "<!DOCTYPE html><html><head><title>404</title></head><body>Not found</body></html>"
 
 CHIEF, HEAD, USER = 2, 0, 1
+DISABLED, ACTIVE, DELETED = 0, 1, 2
 
 
 class _Crash(Exception):
     """What strict MariaDB does to the PHP script: HTTP 500, empty body."""
+
+
+class _Unencodable(Exception):
+    """`json_encode` met invalid UTF-8 and returned false: `print false`
+    prints nothing, so the answer is only the four trailing spaces."""
 
 
 @dataclass
@@ -311,6 +333,8 @@ class FakeZenlix:
             answer = handler(self, data) if handler else _error("mode-param is not valid")
         except _Crash:
             return web.Response(status=500, body=b"")
+        except _Unencodable:
+            return web.Response(text=TRAILER, content_type="application/json")
         wrapped: Any = answer if mode == "auth" else [answer]
         return web.Response(text=json.dumps(wrapped, ensure_ascii=False) + TRAILER,
                             content_type="application/json")
@@ -338,7 +362,8 @@ class FakeZenlix:
             return _error("not all params")
         user_hash = self.keys.get(str(data["uniq_id"]))
         user = self.users.get(user_hash or "")
-        if user is None or user.status != 1:
+        # validate_user_by_api: `status!=2`, so a disabled account's key works.
+        if user is None or user.status == DELETED:
             return _error("system auth error")
         return user
 
@@ -357,34 +382,42 @@ class FakeZenlix:
         return int(text)
 
     def _state(self, ticket: FakeTicket, user: FakeUser) -> str:
-        """The ticket's status as `ticket_list`/`ticket_view` show it to `user`."""
-        if ticket.arch:
-            return "arch"
-        if ticket.ok:
-            return "ok"
-        if ticket.lock_by:
-            return "lock_by_me" if ticket.lock_by == user.user_hash else "lock_by_other"
-        return "free"
-
-    def _before(self, ticket: FakeTicket, user: FakeUser) -> str:
-        """The status lock/unlock/ok/no_ok answer with (before the action)."""
+        """The ticket's status as `ticket_list`, `ticket_view` and the actions
+        show it to `user`."""
         if ticket.arch:
             return "arch"
         if ticket.ok:
             return "ok_by_me" if ticket.ok_by == user.user_hash else "ok_by_other"
-        return self._state(ticket, user)
+        if ticket.lock_by:
+            return "lock_by_me" if ticket.lock_by == user.user_hash else "lock_by_other"
+        return "free"
+
+    _before = _state  # what lock/unlock/ok/no_ok answer with (before the action)
 
     def _allowed(self, ticket: FakeTicket, user: FakeUser) -> list[str]:
-        chief = user.priv == CHIEF
-        if ticket.arch:
+        """`get_ticket_action_priv_api`: whether the user may act on the
+        ticket at all (a chief always; a head on tickets of their departments
+        or opened by them; an ordinary agent also needs the ticket addressed
+        to the department or to them), then what the state allows."""
+        addressed = ticket.user_to.split(",")
+        if user.priv == USER:
+            entitled = ticket.user_init == user.user_hash or (
+                ticket.unit in user.units
+                # PHP 8's `user_to_id == 0`: true for "0" and for NULL.
+                and (ticket.user_to in ("0", "") or user.user_hash in addressed))
+        else:
+            entitled = user.priv == CHIEF or ticket.user_init == user.user_hash \
+                or ticket.unit in user.units
+        if not entitled:
             return []
-        if ticket.ok:
-            return ["un_ok"] if ticket.ok_by == user.user_hash or chief else []
-        if ticket.lock_by is None:
-            return ["lock", "ref"]
-        if ticket.lock_by == user.user_hash:
-            return ["unlock", "ok", "ref"]
-        return ["unlock", "ref"] if chief else []
+        state = self._state(ticket, user)
+        table = {
+            "free": ["ref", "lock"], "lock_by_me": ["ref", "unlock", "ok"],
+            "ok_by_me": ["un_ok"],
+            "ok_by_other": [] if user.priv == USER else ["un_ok"],
+            "lock_by_other": [] if user.priv == USER else ["unlock"],
+        }
+        return table.get(state, [])
 
     def _action_answer(self, ticket: FakeTicket, user: FakeUser, before: str) -> JsonDict:
         allowed = self._allowed(ticket, user)
@@ -399,11 +432,25 @@ class FakeZenlix:
         user = self.users.get(user_hash or "")
         return user.fio if user else None
 
+    def _short(self, user_hash: str | None) -> str:
+        """`nameshort(name_of_user_ret_nolink(id))`: "" for nobody."""
+        return _nameshort(self._fio(user_hash) or "")
+
     def _visible(self, ticket: FakeTicket, user: FakeUser, kind: str) -> bool:
-        mine = user.user_hash in ticket.user_to.split(",")
+        # find_in_set(user, user_to_id), and find_in_set('0', user_to_id) for
+        # the department's tickets: NULL (a referral to "0") matches neither.
+        addressed = ticket.user_to.split(",")
+        mine = user.user_hash in addressed
+        to_unit = "0" in addressed and ticket.unit in user.units
         if kind == "arch":
-            return ticket.arch and (user.priv == CHIEF or ticket.user_init == user.user_hash
-                                    or ticket.unit in user.units or mine)
+            if not ticket.arch:
+                return False
+            if user.priv == CHIEF:
+                return True
+            if user.priv == HEAD:
+                return ticket.unit in user.units or ticket.user_init == user.user_hash
+            return (mine and ticket.unit in user.units) or to_unit \
+                or ticket.user_init == user.user_hash
         if ticket.arch:
             return False
         if user.priv == CHIEF:
@@ -411,27 +458,47 @@ class FakeZenlix:
         if kind == "out":
             return ticket.user_init == user.user_hash
         if user.priv == HEAD:
-            return mine or ticket.unit in user.units
-        return mine or (ticket.user_to == "0" and ticket.unit in user.units)
+            return ticket.unit in user.units
+        return mine or to_unit
+
+    def _addressed_hash(self, ticket: FakeTicket) -> str | None:
+        """`get_user_hash_by_id(user_to_id)`: null for "0" and NULL."""
+        if ticket.user_to in ("", "0"):
+            return None
+        return ticket.user_to
 
     def _listed(self, ticket: FakeTicket, user: FakeUser) -> JsonDict:
-        cut = ticket.text.encode()[:LIST_TEXT_BYTES].decode(errors="ignore")
+        state = self._state(ticket, user)
+        subject = self.subjects.get(_int(ticket.subj), "")
         return {
-            "status": self._state(ticket, user), "id_ticket": ticket.id, "prio": ticket.prio,
-            "client_hash": ticket.client, "subj": self.subjects.get(_int(ticket.subj), ""),
-            "ticket_hash": ticket.hash, "text": cut, "date_created": ticket.created,
-            "to_user_hash": None if ticket.user_to == "0" else ticket.user_to,
-            "user_init_hash": ticket.user_init, "to_unit_id": ticket.unit,
+            "id_ticket": ticket.id, "ticket_hash": ticket.hash,
+            "subj": _cutstr_api(subject), "text": _cutstr_api(ticket.text),
+            "date_created": ticket.created, "status": state, "prio": ticket.prio,
+            "lock_by_other_fio": self._short(ticket.lock_by) if state == "lock_by_other"
+            else "0",
+            "ok_by_fio": self._short(ticket.ok_by) if state == "ok_by_other" else "0",
+            "user_init_hash": ticket.user_init, "client_hash": ticket.client,
+            "to_user_hash": self._addressed_hash(ticket),
+            "user_init_fio": self._short(ticket.user_init),
+            "client_fio": self._short(ticket.client),
+            "to_user_fio": self._short(self._addressed_hash(ticket)),
+            "to_unit_id": ticket.unit,
+            "access_priv": self._allowed(ticket, user) or ["no_priv"],
         }
 
     def _detail(self, ticket: FakeTicket, user: FakeUser) -> JsonDict:
+        # `<br>` variants become line breaks, then strip_tags.
+        text = re.sub(r"<br\s*/?>", "\r\n", ticket.text, flags=re.IGNORECASE)
         return {
-            "unit_id": ticket.unit, "subj": self.subjects.get(_int(ticket.subj), ""),
+            "id_ticket": ticket.id, "ticket_hash": ticket.hash,
+            "subj": self.subjects.get(_int(ticket.subj), ""), "text": _strip_tags(text),
+            "date_created": ticket.created, "user_init_id": ticket.user_init,
+            "client_id": ticket.client, "unit_id": ticket.unit,
+            "user_to_id": self._addressed_hash(ticket), "status": self._state(ticket, user),
+            "lock_by": ticket.lock_by, "ok_by": ticket.ok_by,
+            "lock_by_fio": self._short(ticket.lock_by), "ok_by_fio": self._short(ticket.ok_by),
+            "access_priv": ",".join(self._allowed(ticket, user)) or "no_priv",
             "prio": ticket.prio, "ok_date": ticket.ok_date, "deadline_time": None,
-            "ticket_hash": ticket.hash, "lock_by": ticket.lock_by or 0, "text": ticket.text,
-            "date_created": ticket.created, "id_ticket": ticket.id, "client_id": ticket.client,
-            "user_to_id": ticket.user_to, "ok_by": ticket.ok_by or 0,
-            "status": self._state(ticket, user), "user_init_id": ticket.user_init,
         }
 
     def _user_row(self, user: FakeUser, status_field: str) -> JsonDict:
@@ -464,7 +531,11 @@ class FakeZenlix:
         kind = str(data["type"])
         tickets = [self._listed(t, user) for t in reversed(self.tickets)
                    if self._visible(t, user, kind)]
-        return {"status": "ok", "error_description": None, "tickets": tickets}
+        if any(_invalid_utf8(row["text"]) or _invalid_utf8(row["subj"]) for row in tickets):
+            raise _Unencodable()
+        return {"status": "ok", "error_description": None,
+                "tickets": [{**row, "text": row["text"].decode(), "subj": row["subj"].decode()}
+                            for row in tickets]}
 
     def _ticket_view(self, data: JsonDict) -> JsonDict:
         user = self._caller(data, "ticket_hash")
@@ -547,9 +618,14 @@ class FakeZenlix:
             return _error("error data in fields")
         if "ref" not in self._allowed(ticket, user):
             return _error("you have no priviliges")
-        ticket.unit, ticket.user_to, ticket.lock_by = unit, str(data["user_to_id"]), None
-        if note:
-            ticket.text += "\n" + note
+        # get_user_id_by_hash: each hash looked up; "0" and unknown ones are
+        # no user, stored as NULL (or an empty item of the list).
+        addressed = [part if part in self.users else ""
+                     for part in str(data["user_to_id"]).split(",")]
+        ticket.unit, ticket.user_to, ticket.lock_by = unit, ",".join(addressed), None
+        if len(note.encode()) > 2:
+            ticket.text += "<br>" + f"<strong><small>{user.fio} referred:</small> </strong>" \
+                + _strip_tags(note)
         return {"status": "ok", "error_description": None}
 
     def _add_comment(self, data: JsonDict) -> JsonDict:
@@ -568,7 +644,7 @@ class FakeZenlix:
             return user
         ticket = self._ticket(data["ticket_hash"])
         stored = self._comments_of.get(ticket.id, []) if ticket is not None else []
-        rows = [{"author": c.author, "text": _api_text(c.text), "dt": c.dt, "usr_img": "",
+        rows = [{"author": c.author, "text": api_text(c.text), "dt": c.dt, "usr_img": "",
                  "usr_fio": self._fio(c.author), "ticket_code": c.ticket_id} for c in stored]
         return {"comments": rows, "status": "ok", "error_description": None}
 
@@ -610,7 +686,7 @@ class FakeZenlix:
             return caller
         code = _int(data["dep_code"])
         rows = [self._user_row(u, "status") for u in self.users.values()
-                if not u.is_client and code in u.units]
+                if not u.is_client and code in u.units and u.status != DELETED]
         return {"status": "ok", "error_description": None, "users": rows}
 
     def _users_list(self, data: JsonDict) -> JsonDict:
@@ -666,8 +742,158 @@ def _like(find: str) -> re.Pattern[str]:
     return re.compile(".*" + "".join(parts) + ".*", re.IGNORECASE | re.DOTALL)
 
 
-def _api_text(stored: str) -> str:
-    """A comment as `get_ticket_comments` returns it: PHP's strip_tags (a `<`
-    before a non-space starts a tag, to `>` or the end), cut at `[file:`."""
-    text = re.sub(r"<(?=\S)[^>]*>?", "", stored)
-    return text.split("[file:", 1)[0]
+def api_text(stored: str) -> str:
+    """A comment as `get_ticket_comments` returns it: cut at `[file:`, then
+    through PHP's strip_tags."""
+    return _strip_tags(stored.split("[file:", 1)[0])
+
+
+# -- PHP, ported --------------------------------------------------------------------------
+
+_C_SPACE = frozenset(b" \t\n\v\f\r")  # isspace() in the C locale PHP 8 runs in
+
+
+def _strip_tags(text: str) -> str:
+    """PHP 8.2's `strip_tags($text)` (php_strip_tags_ex without allowed
+    tags), on the UTF-8 bytes as PHP sees them. A `<` starts a tag unless the
+    next byte is ASCII whitespace, so a `<` at the very end, or before a
+    no-break space (C2 A0), starts one too; a tag ends at a `>` outside
+    quotes, nested `<` counted; `<?`, `<!` and `<!--` have their own ends."""
+    raw = text.encode()
+    end = len(raw)
+    out = bytearray()
+    state = depth = in_q = 0
+    lc = 0
+    br = 0
+    is_xml = False
+    p = 0
+
+    def at(index: int) -> int:
+        return raw[index] if 0 <= index < end else 0  # PHP strings end in NUL
+
+    while p < end:
+        c = raw[p]
+        if state == 0:
+            if c == 0:
+                pass
+            elif c == ord("<"):
+                if not in_q:
+                    if at(p + 1) in _C_SPACE:
+                        out.append(c)
+                    else:
+                        lc, state = c, 1
+            elif c == ord(">"):
+                if depth:
+                    depth -= 1
+                elif not in_q:
+                    out.append(c)
+            else:
+                out.append(c)
+        elif state == 1:
+            if c == ord("<"):
+                if not in_q and at(p + 1) not in _C_SPACE:
+                    depth += 1
+            elif c == ord(">"):
+                if depth:
+                    depth -= 1
+                elif not in_q:
+                    lc = c
+                    if not (is_xml and at(p - 1) == ord("-")):
+                        in_q = state = 0
+                        is_xml = False
+            elif c in (ord('"'), ord("'")):
+                if p != 0 and (not in_q or c == in_q):
+                    in_q = 0 if in_q else c
+            elif c == ord("!") and at(p - 1) == ord("<"):
+                state, lc = 3, c
+            elif c == ord("?") and at(p - 1) == ord("<"):
+                br, state = 0, 2
+        elif state == 2:
+            if c == ord("(") and lc not in (ord('"'), ord("'")):
+                lc, br = c, br + 1
+            elif c == ord(")") and lc not in (ord('"'), ord("'")):
+                lc, br = c, br - 1
+            elif c == ord(">"):
+                if depth:
+                    depth -= 1
+                elif not in_q and not br and lc != ord('"') and at(p - 1) == ord("?"):
+                    in_q = state = 0
+            elif c in (ord('"'), ord("'")):
+                if at(p - 1) != ord("\\"):
+                    if lc == c:
+                        lc = 0
+                    elif lc != ord("\\"):
+                        lc = c
+                    if p != 0 and (not in_q or c == in_q):
+                        in_q = 0 if in_q else c
+            elif c in (ord("l"), ord("L")) and p > 4 and raw[p - 4:p].lower() == b"<?xm":
+                state, is_xml = 1, True
+        elif state == 3:
+            if c == ord(">"):
+                if depth:
+                    depth -= 1
+                elif not in_q:
+                    in_q = state = 0
+            elif c in (ord('"'), ord("'")):
+                if p != 0 and at(p - 1) != ord("\\") and (not in_q or c == in_q):
+                    in_q = 0 if in_q else c
+            elif c == ord("-") and raw[p - 2:p] == b"!-":
+                state = 4
+            elif c in (ord("e"), ord("E")) and p > 6 and raw[p - 6:p].lower() == b"doctyp":
+                state = 1
+        else:  # state 4: inside <!-- -->
+            if c == ord(">") and not in_q and raw[p - 2:p] == b"--":
+                in_q = state = 0
+        p += 1
+    return out.decode(errors="replace")
+
+
+def _wordwrap(text: bytes, width: int, brk: bytes, cut: bool) -> bytes:
+    """PHP's `wordwrap` for a multi-byte break or a forced cut, on bytes:
+    breaks at the last ASCII space of a line, or (with `cut`) inside a word
+    at exactly `width` bytes, whatever character that splits."""
+    out = bytearray()
+    laststart = lastspace = 0
+    current = 0
+    length = len(text)
+    while current < length:
+        char = text[current]
+        if (char == brk[0] and current + len(brk) < length
+                and text[current:current + len(brk)] == brk):
+            out += text[laststart:current + len(brk)]
+            current += len(brk) - 1
+            laststart = lastspace = current + 1
+        elif char == ord(" "):
+            if current - laststart >= width:
+                out += text[laststart:current] + brk
+                laststart = current + 1
+            lastspace = current
+        elif current - laststart >= width and cut and laststart >= lastspace:
+            out += text[laststart:current] + brk
+            laststart = lastspace = current
+        elif current - laststart >= width and laststart < lastspace:
+            out += text[laststart:lastspace] + brk
+            laststart = lastspace = lastspace + 1
+        current += 1
+    if laststart != current:
+        out += text[laststart:current]
+    return bytes(out)
+
+
+def _cutstr_api(text: str) -> bytes:
+    """ZENLIX's `cutstr_api($text, 150)`: the first `<br>`-separated line of
+    `wordwrap($text, 150, '<br>', true)`, as bytes (possibly not UTF-8)."""
+    return _wordwrap(text.encode(), LIST_TEXT_BYTES, b"<br>", True).split(b"<br>", 1)[0]
+
+
+def _invalid_utf8(raw: bytes) -> bool:
+    try:
+        raw.decode()
+    except UnicodeDecodeError:
+        return True
+    return False
+
+
+def _nameshort(name: str) -> str:
+    """ZENLIX's `nameshort`: "Surname Name Patronymic" → "Surname N.P."."""
+    return re.sub(r"(\w+) (\w)\w+ (\w)\w+", r"\1 \2.\3.", name)

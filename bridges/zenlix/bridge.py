@@ -41,7 +41,7 @@ from bridges.base import (
 from bridges.errors import AuthFailed, BridgeError, Forbidden, Invalid, NotFound, Unavailable
 from bridges.registry import BridgeDeps, register
 from bridges.state import BridgeState
-from bridges.zenlix.client import ZenlixClient
+from bridges.zenlix.client import ListUnreadable, ZenlixClient
 from bridges.zenlix.clock import Clock, SystemClock
 from bridges.zenlix.config import ZenlixSettings
 from bridges.zenlix.cursor import Schedule
@@ -70,7 +70,13 @@ from bridges.zenlix.records import (
     TicketRecord,
     ZenlixRecords,
 )
-from bridges.zenlix.text import COMMENT_LIMIT, clip, split_for_comments, storable
+from bridges.zenlix.text import (
+    COMMENT_LIMIT,
+    clip,
+    list_safe_head,
+    split_for_comments,
+    storable,
+)
 
 log = logging.getLogger("deskbridge.zenlix")
 
@@ -79,6 +85,9 @@ PROVIDER = "zenlix"
 # second per server, counted from the previous answer (providers/zenlix.md).
 CREATION_GAP_SECONDS = 1.0
 NAME_LENGTH = 100
+# `tickets.user_to_id` is a varchar(512) of numeric user ids, comma-separated;
+# strict MariaDB fails on a longer one. 40 ids of up to 11 digits fit.
+REFER_STAFF_LIMIT = 40
 # "(12/34) " before each piece of a message split over several comments.
 _PART_MARK_ROOM = 10
 
@@ -193,7 +202,8 @@ class ZenlixBridge:
         client = await self._customers.client_for(ticket.customer)
         unit = await self._unit_for(ticket.department_id)
         subject_id = await self._subject_for(ticket.subject)
-        head = storable(self._ticket_head(ticket, client, body))
+        # Never a text ticket_list cannot encode: it would empty the list (text.py).
+        head = list_safe_head(storable(self._ticket_head(ticket, client, body)), body)
         text = head + body
         record = TicketRecord(
             id_ticket=0, customer_ref=ticket.customer.customer_ref, client=client,
@@ -315,10 +325,17 @@ class ZenlixBridge:
         acting = await self._acting(actor)
         detail = await self._reader.view(remote_ticket_id)
         unit, user = await self._refer_target(target, detail)
+        addressed = user or await self._addressed_to_department(unit)
+        mine = await self._seen_by(acting, detail)
+        if normal_status(mine.status) == "lock_by_other":
+            # Zenlix refuses to refer a ticket someone else holds, a chief's
+            # request too (only unlocking is allowed): take it over first, as
+            # closing does.
+            await self._act(acting, "ticket_unlock", mine, "refer")
         # `msg` is appended to the ticket's text, not added as a comment
         # (providers/zenlix.md): nothing to add there.
         await self._act(acting, "refer_ticket", detail, "refer",
-                        {"user_to_id": user or "0", "msg": "", "unit_id": str(unit)})
+                        {"user_to_id": addressed, "msg": "", "unit_id": str(unit)})
         await self.records.save_lock_note(remote_ticket_id, None)
         self._activity.touched.add(remote_ticket_id)
         return await self.get_ticket(remote_ticket_id)
@@ -399,7 +416,13 @@ class ZenlixBridge:
         """After an interrupted creation: the ticket the first attempt made,
         if it got as far as Zenlix (same client and text, created since)."""
         since = server_time(pending.at - 5, self.settings.zone)
-        listed = await self._reader.ticket_list("out")
+        try:
+            listed = await self._reader.ticket_list("out")
+        except ListUnreadable:
+            # Cannot look: creating again risks a duplicate, never a loss.
+            log.warning("Zenlix's ticket list is unreadable; cannot tell whether an "
+                        "interrupted creation reached Zenlix, creating the ticket again")
+            return None
         for candidate in sorted(listed.values(), key=lambda t: -t.id_ticket):
             if (candidate.client_hash != client or candidate.date_created < since
                     or not text.startswith(candidate.text[:100])):
@@ -677,6 +700,24 @@ class ZenlixBridge:
                                                                      name=holder.name))
         else:
             await self.records.save_lock_note(ticket_hash, None)
+
+    async def _addressed_to_department(self, unit: int) -> str:
+        """`user_to_id` that keeps a referred ticket visible to the whole
+        department. `refer_ticket` looks each hash up, so "0" (which
+        `create_ticket` takes as "the department") is stored as NULL, and
+        ordinary agents see department tickets only by `find_in_set('0',
+        user_to_id)`: after such a referral only heads and chiefs would see
+        it (ZENLIX 2.95, issue 14). So the ticket goes to the department's
+        ordinary agents by name; heads see their departments' tickets and
+        chiefs every ticket anyway."""
+        staff = [user for user in await self._reader.department_staff(unit)
+                 if user.user_hash and user.priv == 1 and user.is_client != 1]
+        staff.sort(key=lambda user: user.status != 1)  # active accounts first
+        if len(staff) > REFER_STAFF_LIMIT:
+            log.warning("Zenlix department %s has %d agents; the referred ticket is addressed "
+                        "to the first %d (user_to_id holds 512 characters)",
+                        unit, len(staff), REFER_STAFF_LIMIT)
+        return ",".join(user.user_hash or "" for user in staff[:REFER_STAFF_LIMIT]) or "0"
 
     async def _refer_target(self, target: str, detail: TicketDetail) -> tuple[int, str | None]:
         """A department (by id or name) or a staff member (by name or login)."""

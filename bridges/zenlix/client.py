@@ -41,6 +41,12 @@ _MALFORMED = ("not all params", "input values not alls", "mode-param is not vali
 _BAD_DATA = "error data in fields"
 
 
+class ListUnreadable(Unavailable):
+    """`ticket_list` answered only whitespace: `json_encode` failed on some
+    ticket's cut text (ZENLIX 2.95, issue 14). Tickets can still be read one
+    at a time with `ticket_view`."""
+
+
 def interpret(mode: str, outcome: httpx.Response | httpx.HTTPError) -> dict[str, Any]:
     """The answer's object, or the `BridgeError` Zenlix's answer means.
 
@@ -67,6 +73,13 @@ def interpret(mode: str, outcome: httpx.Response | httpx.HTTPError) -> dict[str,
         raise Unavailable(f"Zenlix {mode}: HTTP {status}; check ZENLIX_BASE_URL",
                           provider=PROVIDER)
     if not body.strip():
+        if mode == "ticket_list":
+            # json_encode failed on a ticket's text, cut inside a character
+            # (text.py): the request was fine, the list cannot be sent.
+            raise ListUnreadable(
+                f"Zenlix {mode}: an empty answer (a ticket's text cut at 150 bytes inside "
+                f"a character cannot be encoded; an admin can shorten that ticket's first "
+                f"line)", provider=PROVIDER)
         # The server answers only whitespace to a body that is not JSON or has
         # no `mode`: the request itself was wrong.
         raise Invalid(f"Zenlix {mode}: an empty answer (the request was not understood)",

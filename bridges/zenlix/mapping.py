@@ -76,19 +76,28 @@ def text_fingerprint(text: str) -> str:
 
 
 def ticket_signature(status: str, prio: int | None, to_user: str | None,
-                     unit: int | None) -> str:
+                     unit: int | None, holder: str) -> str:
     """What `ticket_list` shows of a ticket's state; a change in it is a
-    `TicketChanged`. The same for a `ticket_view` by the same account."""
-    return f"{normal_status(status)}|{prio if prio is not None else 1}|{to_user or ''}|" \
-           f"{unit if unit is not None else ''}"
+    `TicketChanged`. The same for a `ticket_view` by the same account.
+    `holder` is the short name of someone else holding the lock: a lock
+    passed between two agents leaves the status `lock_by_other`."""
+    state = normal_status(status)
+    signature = f"{state}|{prio if prio is not None else 1}|{to_user or ''}|" \
+                f"{unit if unit is not None else ''}"
+    # Only then: the signatures of cursors written before stay the same.
+    return f"{signature}|{holder}" if state == "lock_by_other" and holder else signature
 
 
 def listed_signature(ticket: ListedTicket) -> str:
-    return ticket_signature(ticket.status, ticket.prio, ticket.to_user_hash, ticket.to_unit_id)
+    return ticket_signature(ticket.status, ticket.prio, ticket.to_user_hash, ticket.to_unit_id,
+                            ticket.lock_by_other_fio)
 
 
 def detail_signature(ticket: TicketDetail) -> str:
-    return ticket_signature(ticket.status, ticket.prio, ticket.user_to_id, ticket.unit_id)
+    # `lock_by_fio` and ticket_list's `lock_by_other_fio` are the same
+    # server function of the holder (nameshort of their name).
+    return ticket_signature(ticket.status, ticket.prio, ticket.user_to_id, ticket.unit_id,
+                            ticket.lock_by_fio)
 
 
 def detail_from_listed(ticket: ListedTicket) -> TicketDetail:

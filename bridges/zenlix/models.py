@@ -24,6 +24,12 @@ def _text(value: Any) -> str:
     return "" if value is None else str(value)
 
 
+def _name(value: Any) -> str:
+    """A short name the server sends, "0" (or null) when there is none."""
+    text = "" if value is None else str(value).strip()
+    return "" if text == "0" else text
+
+
 def _int_or_none(value: Any) -> int | None:
     if value is None or value == "":
         return None
@@ -35,6 +41,7 @@ def _int_or_none(value: Any) -> int | None:
 
 Hash = Annotated[str | None, BeforeValidator(_hash_or_none)]
 Text = Annotated[str, BeforeValidator(_text)]
+Name = Annotated[str, BeforeValidator(_name)]
 OptionalInt = Annotated[int | None, BeforeValidator(_int_or_none)]
 
 
@@ -63,6 +70,10 @@ class ListedTicket(Payload):
     to_user_hash: Hash = None
     user_init_hash: Hash = None
     to_unit_id: OptionalInt = None
+    # The holder's short name when status is lock_by_other (ZENLIX 2.95 sends
+    # it though the seed does not list it): a lock passed from one agent to
+    # another shows only here.
+    lock_by_other_fio: Name = ""
 
 
 class TicketDetail(Payload):
@@ -82,6 +93,7 @@ class TicketDetail(Payload):
     lock_by: Hash = None
     ok_by: Hash = None
     ok_date: Text = ""
+    lock_by_fio: Name = ""  # the holder's short name, as ticket_list's lock_by_other_fio
 
 
 class Comment(Payload):
@@ -103,6 +115,9 @@ class UserShort(Payload):
     priv: OptionalInt = 1
     unit: Text = ""
     email: Text = ""
+    # 0 disabled, 1 active, 2 deleted; `status_user` in get_users_list.
+    status: OptionalInt = Field(default=None,
+                                validation_alias=AliasChoices("status", "status_user"))
 
 
 class UserInfo(Payload):

@@ -7,6 +7,11 @@ by the adaptive schedule (cursor.py), within the call budget. Comments have
 no ids: they are known by position and (author, dt, text); those the bridge
 posted itself are recognised from its records and carry the idempotency key
 they were posted with.
+
+One ticket can make `ticket_list` unreadable (its text cut inside a
+character, issue 14). Then no poll fails for it: every tracked ticket is
+read on its own with `ticket_view` on its schedule, and the bridge's new
+tickets are found by the "fresh" marks creation leaves (records.py).
 """
 
 from __future__ import annotations
@@ -23,7 +28,7 @@ from bridges.base import (
     TicketChanged,
 )
 from bridges.errors import NotFound
-from bridges.zenlix.client import ZenlixClient
+from bridges.zenlix.client import ListUnreadable, ZenlixClient
 from bridges.zenlix.clock import Clock
 from bridges.zenlix.config import ZenlixSettings
 from bridges.zenlix.cursor import PollState, Schedule, TrackedTicket
@@ -89,6 +94,7 @@ class Poller:
         self._clock = clock
         self._activity = activity
         self._kept_cursor: tuple[str, PollState] | None = None
+        self._lists_unreadable = False  # to warn once, not every cycle
 
     async def fetch_changes(self, cursor: str | None) -> Changes:
         if cursor is None:
@@ -116,24 +122,50 @@ class Poller:
     async def start(self) -> Changes:
         """A cursor from now: the tickets of ours open now, none of their history."""
         now = self._clock.time()
-        listed = await self._reader.list_open()
-        ours = await self._reader.ours(list(listed))
         state = PollState(cycle=0, since=server_time(now, self.settings.zone), listed_at=now,
                           more=False, tickets={})
+        listed = await self._list_open()
+        if listed is None:
+            # Nothing to start from but the tickets still marked fresh: they
+            # are adopted, history and all, by the first cycle.
+            return Changes(events=(), cursor=state.dumps())
+        ours = await self._reader.ours(list(listed))
         for ticket_hash in ours:
             state.tickets[ticket_hash] = self.schedule.found(
                 ticket_hash, 0, listed_signature(listed[ticket_hash]))
+        await self.records.forget_fresh(ours)
         return Changes(events=(), cursor=state.dumps())
+
+    async def _list_open(self) -> dict[str, ListedTicket] | None:
+        """The open tickets, or None when Zenlix cannot send its list."""
+        try:
+            listed = await self._reader.list_open()
+        except ListUnreadable as exc:
+            if not self._lists_unreadable:
+                log.warning("%s; reading the bridged tickets one by one until it can", exc)
+            self._lists_unreadable = True
+            return None
+        if self._lists_unreadable:
+            log.warning("Zenlix's ticket list can be read again")
+        self._lists_unreadable = False
+        return listed
 
     async def _scan_lists(self, state: PollState, cycle: _Cycle,
                           events: list[ChangeEvent]) -> None:
         """Status, lock and archive changes, and tickets new since the last cycle."""
-        listed = await self._reader.list_open()
+        listed = await self._list_open()
+        if listed is None:
+            await self._scan_without_lists(state, cycle, events)
+            return
         new = await self._reader.ours([h for h in listed if h not in state.tickets])
+        adopted = []
         for ticket_hash in sorted(new, key=lambda h: listed[h].id_ticket):
             if not cycle.affords(2):
                 break
-            await self._adopt(state, listed[ticket_hash], events)
+            detail = await self._reader.view(ticket_hash)
+            await self._adopt(state, detail, listed_signature(listed[ticket_hash]), events)
+            adopted.append(ticket_hash)
+        await self.records.forget_fresh(adopted)
         changed = []
         vanished = []
         for ticket_hash, tracked in state.tickets.items():
@@ -200,12 +232,34 @@ class Poller:
         remote = await self._reader.remote(detail, self._reader.known.get(ticket_hash), notes)
         events.append(TicketChanged(remote, origin_key=origin_key))
 
-    async def _adopt(self, state: PollState, row: ListedTicket,
+    async def _scan_without_lists(self, state: PollState, cycle: _Cycle,
+                                  events: list[ChangeEvent]) -> None:
+        """No list: every tracked ticket is read with ticket_view on its
+        comment schedule (as a hidden one), and the bridge's new tickets are
+        found by their fresh marks."""
+        for tracked in state.tickets.values():
+            tracked.hidden = True
+        fresh = await self.records.fresh()
+        known = [h for h in fresh if h in state.tickets]
+        ours = await self._reader.ours([h for h in fresh if h not in state.tickets])
+        for ticket_hash in [h for h in fresh if h in ours]:
+            if not cycle.affords(2):
+                break
+            try:
+                detail = await self._reader.view(ticket_hash)
+            except NotFound:  # deleted by an admin before it was tracked
+                known.append(ticket_hash)
+                continue
+            await self._adopt(state, detail, detail_signature(detail), events)
+            state.tickets[ticket_hash].hidden = True
+            known.append(ticket_hash)
+        await self.records.forget_fresh(known)
+
+    async def _adopt(self, state: PollState, detail: TicketDetail, signature: str,
                      events: list[ChangeEvent]) -> None:
         """A ticket of ours seen for the first time: its state and its text
         (the customer's first message), then its comments this same cycle."""
-        ticket_hash = row.ticket_hash or ""
-        detail = await self._reader.view(ticket_hash)
+        ticket_hash = detail.ticket_hash or ""
         record = self._reader.known[ticket_hash]
         remote = await self._reader.remote(detail, record)
         events.append(TicketChanged(remote, origin_key=record.key))
@@ -217,7 +271,7 @@ class Poller:
             origin_key=record.key)))
         state.tickets[ticket_hash] = TrackedTicket(
             seen=0, fingerprint="", due=state.cycle, level=0,
-            signature=listed_signature(row), origin=record.key or "")
+            signature=signature, origin=record.key or "")
 
     async def _read_comments(self, state: PollState, cycle: _Cycle,
                              events: list[ChangeEvent]) -> None:
@@ -266,11 +320,17 @@ class Poller:
             del state.tickets[ticket_hash]
             return False
         signature = detail_signature(detail)
-        if signature != tracked.signature or ticket_hash in self._activity.resync:
+        archived = normal_status(detail.status) == "arch"
+        # A done ticket's archiving changes nothing the bot shows.
+        quiet = archived and tracked.signature.startswith("ok|")
+        if (signature != tracked.signature and not quiet) or ticket_hash in self._activity.resync:
             self._activity.resync.discard(ticket_hash)
             notes = await self.records.lock_notes([ticket_hash])
             origins = await self.records.origins([ticket_hash])
             await self._report(state, detail, signature, notes, origins, events)
+        if archived:
+            del state.tickets[ticket_hash]  # archived tickets take no comments
+            return False
         return True
 
     async def _messages(self, ticket_hash: str, comments: list[Comment], start: int,

@@ -109,6 +109,12 @@ class ZenlixReader:
         answer = await self.client.call("get_users_list", {"find_param": query})
         return parse_rows(UserShort, list_of(answer, "users"))
 
+    async def department_staff(self, unit: int) -> list[UserShort]:
+        """`get_user_by_dep`: the department's staff (no clients, no deleted
+        accounts, never the installation's first admin)."""
+        answer = await self.client.call("get_user_by_dep", {"dep_code": str(unit)})
+        return parse_rows(UserShort, list_of(answer, "users"))
+
     async def user_info(self, user_hash: str) -> UserInfo:
         answer = await self.client.call("get_user_info", {"user_hash": user_hash})
         return parse(UserInfo, first_of(answer, "info") or {})

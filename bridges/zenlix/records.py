@@ -121,6 +121,16 @@ class ZenlixRecords:
             await self._state.set_many({_key("ticket", ticket_hash): _dump(record)
                                         for ticket_hash, record in items[start:start + 500]})
 
+    async def fresh(self, limit: int = 100) -> list[str]:
+        """Tickets created and not yet tracked by the poller, oldest first."""
+        found = await self._state.get_prefixed("fresh:", limit)
+        return [value for value in found.values() if value]
+
+    async def forget_fresh(self, hashes: Iterable[str]) -> None:
+        keys = [_key("fresh", ticket_hash) for ticket_hash in hashes]
+        if keys:
+            await self._state.delete_many(keys)
+
     # -- comments --------------------------------------------------------------
 
     async def own_comments(self, hashes: Iterable[str]) -> dict[str, dict[int, OwnComment]]:
@@ -171,7 +181,12 @@ class ZenlixRecords:
 
     async def finish_creation(self, key: str | None, ticket_hash: str,
                               record: TicketRecord) -> None:
-        values = {_key("ticket", ticket_hash): _dump(record)}
+        """The ticket's record, the creation's outcome, and a "fresh" mark
+        the poller drops once it tracks the ticket: while `ticket_list`
+        cannot be read, fresh marks are how it finds new tickets (created in
+        any process)."""
+        values = {_key("ticket", ticket_hash): _dump(record),
+                  _key("fresh", ticket_hash): ticket_hash}
         if key is not None:
             values[_key("create", key)] = _dump(Done(remote_id=ticket_hash))
         await self._state.set_many(values)

@@ -8,6 +8,12 @@ texts into several comments, in order.
 
 On the way out the server strips HTML from comments and cuts them at
 `[file:`; `storable` defuses both so what is read back is what was sent.
+
+`ticket_list` cuts each ticket's text at 150 bytes with PHP's `wordwrap`,
+breaking words; when no ASCII space comes before byte 150 and a multibyte
+character straddles it, `json_encode` fails and the whole list is empty
+(seen on ZENLIX 2.95, issue 14). `list_safe_head` keeps the bridge's own
+tickets out of that.
 """
 
 from __future__ import annotations
@@ -22,8 +28,12 @@ _REGIONAL_A, _REGIONAL_Z = 0x1F1E6, 0x1F1FF
 _SKIN_TONES = range(0x1F3FB, 0x1F400)
 _TAGS = range(0xE0000, 0xE0080)  # subdivision-flag tags: meaningless once the flag is named
 _JOINERS = {"\u200d", "\ufe0f", "\ufe0e"}  # ZWJ and emoji/text presentation selectors
-# PHP's strip_tags takes `<` followed by anything but whitespace as a tag.
-_TAG_START = re.compile(r"<(?=\S)")
+# PHP's strip_tags starts a tag at a `<` unless the next byte is ASCII
+# whitespace: a `<` at the very end, or before a no-break space (C2 A0) or an
+# ideographic space, starts one too and swallows the text up to the next `>`.
+# Only space, tab and newline are taken as safe (C's isspace has \r, \v and
+# \f too, but a `‹` there costs nothing).
+_TAG_START = re.compile(r"<(?![ \t\n])")
 _FILE_MARK = re.compile(r"\[(file):", re.IGNORECASE)
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 
@@ -104,6 +114,61 @@ def _cut_point(text: str, limit: int) -> int:
         if found != -1:
             return found + len(separator)
     return limit
+
+
+LIST_CUT_BYTES = 150  # ticket_list's cut: cutstr_api($msg, 150)
+
+
+def list_cut(text: str) -> bytes:
+    """The bytes `ticket_list` shows of a ticket's text: the first line of
+    PHP's `wordwrap($text, 150, '<br>', true)`, up to the first `<br>`. The
+    line ends at the last ASCII space (after byte 0) when there is one within
+    the first 150 bytes, else exactly at byte 150, whatever it splits."""
+    raw = text.encode()
+    line = raw.split(b"<br>", 1)[0]
+    if len(line) <= LIST_CUT_BYTES:
+        return line
+    space = line.rfind(b" ", 1, LIST_CUT_BYTES + 1)
+    return line[:space] if space > 0 else line[:LIST_CUT_BYTES]
+
+
+def lists_cleanly(text: str) -> bool:
+    """Whether `ticket_list` can encode this ticket text (its cut is UTF-8)."""
+    try:
+        list_cut(text).decode()
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
+# Put in front of a ticket the bridge writes when nothing else can carry the
+# ASCII space the list cut needs.
+LIST_SAFE_MARK = "Telegram: "
+
+
+def list_safe_head(head: str, body: str) -> str:
+    """`head` (what the bridge writes above the customer's `body`) with an
+    ASCII space where `ticket_list`'s cut needs one, so the ticket never
+    empties the list: at the end of the head's first line when that is
+    within 150 bytes, else inside it at the last character boundary before
+    byte 150; `LIST_SAFE_MARK` in front when the head cannot carry it."""
+    if lists_cleanly(head + body):
+        return head
+    first, newline, rest = head.partition("\n")
+    room = LIST_CUT_BYTES - 1
+    if len(first.rstrip().encode()) <= room:
+        first = first.rstrip() + " "
+    else:
+        used = index = 0
+        for index, char in enumerate(first):  # noqa: B007 - the index is the result
+            used += len(char.encode())
+            if used > room:
+                break
+        first = first[:index] + " " + first[index:]
+    candidate = first + newline + rest
+    if candidate.strip() and lists_cleanly(candidate + body):
+        return candidate
+    return LIST_SAFE_MARK + head
 
 
 def clip(text: str, length: int) -> str:

@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 
 import pytest
+from pydantic import SecretStr
 from sqlalchemy import select
 
 from bot.sandbox.zenlix import FakeTicket, FakeZenlix
@@ -412,9 +413,11 @@ async def test_refer_to_a_department_or_a_person(zx: ZenlixHelpers) -> None:
 
     text = stored(fake, ticket).text
     await bridge.refer(ticket, "Billing", actor=SUPPORT)
-    assert (stored(fake, ticket).unit, stored(fake, ticket).user_to) == (2, "0")
+    # To the department's ordinary agents by name (Olga; the chief sees all).
+    assert (stored(fake, ticket).unit, stored(fake, ticket).user_to) == (2, world.olga)
     await bridge.refer(ticket, "1")
-    assert stored(fake, ticket).unit == 1
+    assert (stored(fake, ticket).unit, stored(fake, ticket).user_to) == (
+        1, f"{world.boris},{world.olga}")
     await bridge.refer(ticket, "@Olga Petrova")
     assert (stored(fake, ticket).unit, stored(fake, ticket).user_to) == (1, world.olga)
     assert stored(fake, ticket).text == text  # no note appended to the ticket's text
@@ -425,7 +428,127 @@ async def test_refer_to_a_department_or_a_person(zx: ZenlixHelpers) -> None:
         await bridge.refer(ticket, "Billing", actor=zx.agent)
 
 
+async def agent_sees(zx: ZenlixHelpers, login: str, password: str, ticket: str) -> bool:
+    """Whether the agent finds the ticket in their own `ticket_list` (over HTTP,
+    with their own key), as they would in the Zenlix UI."""
+    client = zx.bridge.client
+    key = SecretStr((await client.sign_in(login, SecretStr(password))).uniq_id)
+    answer = await client.call("ticket_list", {"type": "in"}, key=key)
+    return ticket in [row["ticket_hash"] for row in answer["tickets"]]
+
+
+async def test_a_referred_ticket_stays_visible_to_the_departments_agents(
+    zx: ZenlixHelpers
+) -> None:
+    """Issue 14: `refer_ticket` with user_to_id "0" stores NULL, which ordinary
+    agents' lists never match."""
+    bridge, fake, world = zx.bridge, zx.fake, zx.world
+    ticket = await create(bridge)
+    assert await agent_sees(zx, AGENT_LOGIN, AGENT_PASSWORD, ticket)  # Boris: unit 1
+
+    await bridge.refer(ticket, "Billing", actor=SUPPORT)
+    assert await agent_sees(zx, "olga", "olga-secret", ticket)  # Olga: units 1 and 2
+    assert not await agent_sees(zx, AGENT_LOGIN, AGENT_PASSWORD, ticket)  # not Billing
+
+    fake.lock_as(world.olga, ticket)  # Olga takes it in the Zenlix UI
+    referred = await bridge.refer(ticket, "Support", actor=SUPPORT)
+    # Zenlix refuses to refer a ticket someone else holds, even for a chief:
+    # the service account took it over first.
+    assert (stored(fake, ticket).unit, stored(fake, ticket).lock_by) == (1, None)
+    assert referred.assignee_name is None
+    assert await agent_sees(zx, AGENT_LOGIN, AGENT_PASSWORD, ticket)
+    assert await agent_sees(zx, "olga", "olga-secret", ticket)
+
+
 # -- polling ---------------------------------------------------------------------------
+
+
+async def test_a_lock_passed_between_agents_updates_the_assignee(zx: ZenlixHelpers) -> None:
+    """Issue 14: the status stays `lock_by_other` when the lock goes from one
+    agent to another between two polls; only `lock_by_other_fio` changes."""
+    bridge, fake, world = zx.bridge, zx.fake, zx.world
+    ivanova = fake.add_staff("ivanova", "pw", "Ivanova Maria Petrovna")
+    ticket = await create(bridge)
+    cursor = await start(bridge)
+
+    fake.lock_as(world.olga, ticket)
+    events, cursor = await poll(bridge, cursor)
+    assert [c.ticket.assignee_name for c in changes(events)] == ["Olga Petrova"]
+
+    fake.unlock_as(world.olga, ticket)
+    fake.lock_as(ivanova, ticket)  # between two polls
+    events, cursor = await poll(bridge, cursor)
+    [passed] = changes(events)
+    assert (passed.ticket.assignee_remote_id, passed.ticket.assignee_name) == (
+        ivanova, "Ivanova Maria Petrovna")
+
+    fake.unlock_as(ivanova, ticket)
+    fake.lock_as(world.olga, ticket)
+    events, cursor = await poll(bridge, cursor)
+    assert [c.ticket.assignee_name for c in changes(events)] == ["Olga Petrova"]
+    events, cursor = await poll(bridge, cursor)
+    assert changes(events) == []  # and only once
+
+
+@pytest.mark.parametrize("text", [
+    "Is 2 <",  # a `<` at the very end starts a tag for strip_tags
+    "a <\u00a0b> c",  # so does one before a no-break space
+    "x <\u3000y",
+    "<3 thanks",
+])
+async def test_text_strip_tags_would_eat_is_stored_once_and_known_as_ours(
+    zx: ZenlixHelpers, text: str
+) -> None:
+    """Issue 14: the bridge must find the comment it just posted; otherwise it
+    raises, the retry posts a copy, and the poll hands every copy back to the
+    customer as a support reply."""
+    bridge, fake = zx.bridge, zx.fake
+    ticket = await create(bridge)
+    cursor = await start(bridge)
+
+    posted = await bridge.post_customer_message(ticket, ANNA, text, idempotency_key="post:1")
+    again = await bridge.post_customer_message(ticket, ANNA, text, idempotency_key="post:1")
+
+    [comment] = fake.comments_of(ticket)
+    assert comment.text == "Anna Customer (Telegram): " + storable(text)
+    assert again.remote_message_id == posted.remote_message_id
+    events, cursor = await poll(bridge, cursor)
+    assert [(m.remote_message_id, m.author_kind, m.origin_key) for m in messages(events)] == [
+        (posted.remote_message_id, AuthorKind.CUSTOMER, "post:1")]
+
+
+async def test_a_ticket_the_list_cannot_encode_stops_no_replies(zx: ZenlixHelpers) -> None:
+    """Issue 14: `ticket_list` cuts texts at 150 bytes with wordwrap; with no
+    ASCII space before byte 150 and a character across it, json_encode fails
+    and the whole answer is four spaces. The bridge never writes such a text,
+    and what others wrote does not stop its polling."""
+    bridge, fake, world = zx.bridge, zx.fake, zx.world
+    chinese = "我的打印机着火了请帮帮我" * 8  # 96 characters, 288 bytes, no space
+    mine = await create(bridge, subject=chinese, text="a" + chinese)
+    assert storable(chinese) in stored(fake, mine).text
+    cursor = await start(bridge)  # the list is readable: our head carries a space
+    assert mine in cursor
+
+    fake.seed_ticket(world.anna, "a" + chinese)  # someone else's, in the Zenlix UI
+    with pytest.raises(Unavailable, match="cannot be encoded"):
+        await bridge.client.call("ticket_list", {"type": "in"})
+    fake.comment_as(world.olga, mine, "an answer on our ticket")
+    later = await create(bridge, text="created while the list is unreadable", key="create:2")
+    fake.comment_as(world.olga, later, "and an answer on that one")
+    fake.lock_as(world.olga, later)
+
+    events: list[ChangeEvent] = []
+    for _ in range(bridge.settings.idle_max_cycles + 1):
+        more, cursor = await poll(bridge, cursor)
+        events.extend(more)
+
+    assert sorted(m.text for m in messages(events) if m.origin_key is None) == [
+        "an answer on our ticket", "and an answer on that one"]
+    assert [c.ticket.assignee_name for c in changes(events)
+            if c.ticket.remote_ticket_id == later][-1] == "Olga Petrova"
+    assert later in cursor
+
+
 
 
 async def test_zenlix_changes_arrive_once_and_own_ones_are_known(zx: ZenlixHelpers) -> None:

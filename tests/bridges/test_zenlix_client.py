@@ -22,7 +22,7 @@ from bridges.errors import (
     RateLimited,
     Unavailable,
 )
-from bridges.zenlix.client import ZenlixClient, interpret
+from bridges.zenlix.client import ListUnreadable, ZenlixClient, interpret
 from bridges.zenlix.config import ZenlixSettings
 from tests.bridges.harness_zenlix import SERVICE_LOGIN, SERVICE_PASSWORD, populate
 
@@ -61,7 +61,8 @@ ERRORS: list[tuple[str, str, httpx.Response | httpx.HTTPError, type[BridgeError]
      answer(body=wrapped(status="error", error_description="mode-param is not valid")), Invalid),
     ("unknown ticket", "ticket_view",
      answer(body=wrapped(status=None, error_description=None)), NotFound),
-    ("request not understood: whitespace only", "ticket_list", answer(body="    "), Invalid),
+    ("request not understood: whitespace only", "get_unit_list", answer(body="    "), Invalid),
+    ("list not encodable: whitespace only", "ticket_list", answer(body="    "), ListUnreadable),
     ("strict MariaDB failure: 500, empty body", "add_ticket_comment", answer(500), Unavailable),
     ("proxy error page", "ticket_list", answer(502, "<html>Bad gateway</html>"), Unavailable),
     ("unknown path: an HTML page with 200", "ticket_list",
@@ -164,7 +165,8 @@ async def test_refused_twice_is_auth_failed(fake: FakeZenlix, client: ZenlixClie
 
 
 @pytest.mark.parametrize(("fault", "error"), [
-    ("500", Unavailable), ("hang", Unavailable), ("empty", Invalid), ("html", Unavailable)])
+    ("500", Unavailable), ("hang", Unavailable), ("empty", ListUnreadable),
+    ("html", Unavailable)])
 async def test_faults_of_the_server(fake: FakeZenlix, client: ZenlixClient, fault: str,
                                     error: type[BridgeError]) -> None:
     await client.call("get_unit_list")

@@ -10,7 +10,7 @@ from typing import Any
 import httpx
 import pytest
 
-from bot.sandbox.zenlix import FakeZenlix
+from bot.sandbox.zenlix import FakeZenlix, api_text
 from tests.bridges.harness_zenlix import (
     AGENT_LOGIN,
     AGENT_PASSWORD,
@@ -155,7 +155,7 @@ async def test_locking_rules(raw: tuple[Raw, ZenlixWorld]) -> None:
 
     [locked] = await api.call("ticket_lock", boris, ticket_hash=ticket)
     assert (locked["status"], locked["status_ticket"]) == ("ok", "free")
-    assert locked["access_priv"] == "unlock,ok,ref"
+    assert locked["access_priv"] == "ref,unlock,ok"
     [again] = await api.call("ticket_lock", boris, ticket_hash=ticket)
     assert again["error_description"] == "you have no priviliges"  # held already
     [stolen] = await api.call("ticket_unlock", olga, ticket_hash=ticket)
@@ -185,9 +185,41 @@ async def test_refer_appends_its_message(raw: tuple[Raw, ZenlixWorld]) -> None:
     await api.call("refer_ticket", key, ticket_hash=ticket, unit_id="2", user_to_id="0",
                    msg="over to billing")
     stored = api.fake.ticket(ticket)
-    assert (stored.unit, stored.text) == (2, "Printer\nover to billing")
+    assert stored.unit == 2
+    assert stored.text.startswith("Printer<br><strong>")
+    assert stored.text.endswith("</strong>over to billing")
+    [view] = await api.call("ticket_view", key, ticket_hash=ticket)
+    assert view["ticket"][0]["text"] == "Printer\r\nDesk Bot referred: over to billing"
     [comments] = await api.call("get_ticket_comments", key, ticket_hash=ticket)
     assert comments["comments"] == []
+
+
+async def test_refer_to_zero_hides_the_ticket_from_ordinary_agents(
+    raw: tuple[Raw, ZenlixWorld]
+) -> None:
+    """`refer_ticket` looks the user up by hash: "0" is nobody, stored as NULL,
+    which `find_in_set('0', user_to_id)` never matches."""
+    api, world = raw
+    chief, olga = await api.key(), await api.key("olga", "olga-secret")
+    ticket = await new_ticket(api, chief, world)
+
+    async def olga_sees() -> bool:
+        [answer] = await api.call("ticket_list", olga, type="in")
+        return ticket in [t["ticket_hash"] for t in answer["tickets"]]
+
+    assert await olga_sees()  # created for unit 1 with "0": the whole unit
+    await api.call("refer_ticket", chief, ticket_hash=ticket, unit_id="2", user_to_id="0",
+                   msg="")
+    assert api.fake.ticket(ticket).user_to == ""
+    assert not await olga_sees()  # Olga is in unit 2, yet no longer sees it
+    [staff] = await api.call("get_user_by_dep", chief, dep_code="2")
+    everyone = ",".join(u["uniq_id"] for u in staff["users"])
+    await api.call("refer_ticket", chief, ticket_hash=ticket, unit_id="2",
+                   user_to_id=everyone, msg="")
+    assert await olga_sees()
+    [row] = [t for t in (await api.call("ticket_list", chief, type="in"))[0]["tickets"]
+             if t["ticket_hash"] == ticket]
+    assert row["to_user_hash"] == everyone
 
 
 async def test_reading_tickets_comments_and_people(raw: tuple[Raw, ZenlixWorld]) -> None:
@@ -217,6 +249,72 @@ async def test_reading_tickets_comments_and_people(raw: tuple[Raw, ZenlixWorld])
     assert by_mail["users"] == []  # e-mail is not searched
     [nobody] = await api.call("get_user_info", key, user_hash="0" * 32)
     assert nobody["status"] == "ok" and nobody["info"][0]["fio"] is None
+
+
+@pytest.mark.parametrize(("stored", "returned"), [
+    ("a < b and c > d", "a < b and c > d"),  # `<` before a space is kept
+    ("ends in <", "ends in "),  # ...before the end of the text it starts a tag
+    ("x <\u00a0y> z", "x  z"),  # a no-break space is no space to strip_tags
+    ("x <\u3000y", "x "),  # nor is an ideographic space; no `>`: to the end
+    ("<p>one</p>\n<b>two</b>", "one\ntwo"),
+    ('<a title="1>2">link</a> after', "link after"),  # `>` inside quotes
+    ("<<b>nested>> x", "> x"),  # nested `<` counted: the second `>` closes the tag
+    ("<!-- a comment > still -->kept", "kept"),
+    ("<?php echo '>'; ?>code", "code"),
+    ("tab <\tstays", "tab <\tstays"),
+    ("cut [file:report.pdf] <b>gone</b>", "cut "),
+])
+def test_comments_go_through_strip_tags(stored: str, returned: str) -> None:
+    assert api_text(stored) == returned
+
+
+async def test_a_ticket_text_cut_inside_a_character_empties_the_list(
+    raw: tuple[Raw, ZenlixWorld]
+) -> None:
+    """`cutstr_api`: wordwrap at 150 bytes, breaking words; with no space in
+    the first 150 bytes a 3-byte character straddles the cut and json_encode
+    fails for the whole list."""
+    api, world = raw
+    key = await api.key()
+    fine = await new_ticket(api, key, world, "a" * 149 + " " + "я" * 100)
+    [answer] = await api.call("ticket_list", key, type="in")
+    assert [row["text"] for row in answer["tickets"]] == ["a" * 149]
+    spaced = await new_ticket(api, key, world, "我" + " " + "我" * 100)  # 3 bytes each
+    broken = api.fake.seed_ticket(world.anna, "a" + "我" * 100)  # bytes 148-150: one 我
+    response = await api.post({"mode": "ticket_list", "uniq_id": key, "type": "in"})
+    assert (response.status_code, response.text) == (200, "    ")
+    [view] = await api.call("ticket_view", key, ticket_hash=fine)
+    assert view["status"] == "ok"  # one ticket at a time still works
+    api.fake.delete_ticket(broken)
+    [answer] = await api.call("ticket_list", key, type="in")
+    assert [row["text"] for row in answer["tickets"]] == ["我", "a" * 149]
+    assert answer["tickets"][0]["ticket_hash"] == spaced
+
+
+async def test_lock_holders_and_disabled_accounts(raw: tuple[Raw, ZenlixWorld]) -> None:
+    api, world = raw
+    chief, boris = await api.key(), await api.key(AGENT_LOGIN, AGENT_PASSWORD)
+    ticket = await new_ticket(api, chief, world)
+    ivanova = api.fake.add_staff("ivanova", "pw", "Ivanova Maria Petrovna")
+    api.fake.lock_as(ivanova, ticket)
+    [answer] = await api.call("ticket_list", chief, type="in")
+    assert (answer["tickets"][0]["status"], answer["tickets"][0]["lock_by_other_fio"]) == (
+        "lock_by_other", "Ivanova M.P.")
+    [view] = await api.call("ticket_view", chief, ticket_hash=ticket)
+    assert (view["ticket"][0]["lock_by"], view["ticket"][0]["lock_by_fio"]) == (
+        ivanova, "Ivanova M.P.")
+    [refer] = await api.call("refer_ticket", chief, ticket_hash=ticket, unit_id="2",
+                             user_to_id="0", msg="")
+    assert refer["error_description"] == "you have no priviliges"  # a chief only unlocks
+
+    api.fake.users[world.boris].status = 0  # disabled in the UI: the key still works
+    [still] = await api.call("ticket_list", boris, type="in")
+    assert still["status"] == "ok"
+    refused = await api.call("auth", login=AGENT_LOGIN, **{"pass": AGENT_PASSWORD})
+    assert refused["status"] == "error"  # but no new sign-in
+    api.fake.users[world.boris].status = 2  # deleted
+    [gone] = await api.call("ticket_list", boris, type="in")
+    assert gone["error_description"] == "system auth error"
 
 
 async def test_lists_follow_privileges(raw: tuple[Raw, ZenlixWorld]) -> None:
