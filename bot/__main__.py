@@ -1,28 +1,39 @@
-"""`deskbridge` (or `python -m bot`): run, migrate, check, outbox list|replay."""
+"""`deskbridge` (or `python -m bot`): run, init, migrate, check, outbox list|replay,
+erase-customer."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
 import gc
-import logging
-import os
 import signal
 import subprocess
 import sys
 from collections.abc import Sequence
+from importlib import metadata
 from typing import Any, cast
 
 from sqlalchemy import CursorResult, select, update
 
-from bot.config import DatabaseSettings, Settings
+from bot.config import DatabaseSettings, Settings, environment
 from bot.db.models import OutboxItem, utcnow
 from bot.db.session import create_engine, create_sessionmaker
 from bot.logs import setup_logging
+from bot.problems import OperatorError, report
+from bot.startup import (
+    check_provider_settings,
+    database_errors,
+    ensure_migrated,
+    load_provider,
+    load_settings,
+    preflight,
+    settings_hint,
+)
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="deskbridge", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"deskbridge {_version()}")
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("run", help="apply migrations, then run the bot (long polling)")
     commands.add_parser("migrate", help="apply database migrations")
@@ -35,36 +46,79 @@ def main(argv: Sequence[str] | None = None) -> int:
     outbox_commands.add_parser("list", help="list dead letters")
     replay = outbox_commands.add_parser("replay", help="deliver dead letters again")
     replay.add_argument("ids", nargs="*", type=int, help="row ids (default: all dead letters)")
-    args = parser.parse_args(argv)
+    return parser
 
+
+def _version() -> str:
+    try:
+        return metadata.version("deskbridge")
+    except metadata.PackageNotFoundError:  # run from a source tree that is not installed
+        return "unknown"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        return _command(args)
+    except OperatorError as exc:
+        # One line per problem, in the operator's language; no traceback.
+        print(report(exc), file=sys.stderr)
+        return exc.code
+    except KeyboardInterrupt:
+        return 130
+
+
+def _command(args: argparse.Namespace) -> int:
     if args.command == "migrate":
         from bot.db import migrate as migrations
 
+        url = _database_url()
         setup_logging("INFO")
-        migrations.upgrade(DatabaseSettings().database_url)
+        with database_errors(url):
+            migrations.upgrade(url)
         print("database is up to date")
         return 0
     if args.command == "erase-customer":
-        return asyncio.run(_erase(DatabaseSettings().database_url, args.tg_user_id))
+        url, provider = _database_url(), load_provider()
+        return asyncio.run(_erase(url, args.tg_user_id, provider))
     if args.command == "outbox":
-        url = DatabaseSettings().database_url
+        url = _database_url()
         if args.outbox_command == "list":
             return asyncio.run(_outbox_list(url))
         return asyncio.run(_outbox_replay(url, args.ids))
 
-    settings = Settings()  # type: ignore[call-arg]  # read from the environment
+    settings = _settings()
+    env = environment()
+    asyncio.run(check_provider_settings(settings.provider, env))
     setup_logging(settings.log_level, secrets=_secrets(settings), fmt=settings.log_format)
     if args.command == "check":
         from bot.check import run_check
 
         return asyncio.run(run_check(settings))
     # Migrations run in a child process: Alembic and what it loads would
-    # otherwise stay resident for the bot's whole life (~15 MB).
+    # otherwise stay resident for the bot's whole life (~15 MB). The child
+    # prints its own one-line error.
     migrated = subprocess.run([sys.executable, "-m", "bot", "migrate"],
                               stdout=subprocess.DEVNULL, check=False)
     if migrated.returncode:
         return migrated.returncode
     return asyncio.run(_run(settings))
+
+
+def _database_url() -> str:
+    try:
+        return load_settings(DatabaseSettings).database_url
+    except OperatorError as exc:
+        exc.problems.append(settings_hint())
+        raise
+
+
+def _settings() -> Settings:
+    try:
+        return load_settings(Settings)
+    except OperatorError as exc:
+        exc.problems.append(settings_hint())
+        raise
 
 
 def _secrets(settings: Settings) -> list[str]:
@@ -77,17 +131,14 @@ def _secrets(settings: Settings) -> list[str]:
 async def _run(settings: Settings) -> int:
     from bot.app import build_app
 
-    app = await build_app(settings)
+    facts = await preflight(settings)
+    app = await build_app(settings, forum=bool(facts.chat.is_forum))
     # aiogram's ~2,000 pydantic models and the rest of the start-up leave some
     # 230,000 long-lived objects; every full garbage collection walked them
     # all (~150 ms on a small VM, a stall every few seconds under load).
     # Frozen, they are skipped: collections see only what the bot allocates.
     gc.collect()
     gc.freeze()
-    logging.getLogger("deskbridge").info(
-        "deskbridge started: provider=%s, agent chat %s (%s), %s", settings.provider,
-        settings.agent_chat_id, "forum topics" if app.agent_chat.forum else "reply threads",
-        "webhook" if settings.webhook_url else "long polling")
     try:
         if settings.webhook_url:
             stop = asyncio.Event()
@@ -102,14 +153,15 @@ async def _run(settings: Settings) -> int:
     return 0
 
 
-async def _erase(url: str, tg_user_id: int) -> int:
+async def _erase(url: str, tg_user_id: int, provider: str) -> int:
     from bot.services.erase import erase_customer
 
-    provider = os.environ.get("PROVIDER", "local").strip().lower()
+    await ensure_migrated(url)
     engine = create_engine(url)
     try:
-        report = await erase_customer(create_sessionmaker(engine), tg_user_id,
-                                      provider=provider)
+        with database_errors(url):
+            report = await erase_customer(create_sessionmaker(engine), tg_user_id,
+                                          provider=provider)
     finally:
         await engine.dispose()
     if not report.found:
@@ -125,6 +177,7 @@ async def _erase(url: str, tg_user_id: int) -> int:
 
 
 async def _outbox_list(url: str) -> int:
+    await ensure_migrated(url)
     engine = create_engine(url)
     try:
         async with create_sessionmaker(engine)() as session:
@@ -142,6 +195,7 @@ async def _outbox_list(url: str) -> int:
 
 async def _outbox_replay(url: str, ids: list[int]) -> int:
     """Put dead letters back in the queue; the running bot delivers them."""
+    await ensure_migrated(url)
     engine = create_engine(url)
     try:
         async with create_sessionmaker(engine).begin() as session:

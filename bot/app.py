@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -19,12 +18,13 @@ from aiogram.exceptions import TelegramAPIError
 from aiogram.fsm.storage.base import BaseStorage
 from aiogram.fsm.storage.memory import MemoryStorage
 from aiogram.fsm.strategy import FSMStrategy
+from aiohttp import web
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from sqlalchemy import delete
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from bot import handlers
-from bot.config import Settings
+from bot.config import Settings, environment
 from bot.db.models import OutboxItem, utcnow
 from bot.db.session import create_engine, create_sessionmaker
 from bot.filters import AgentAccess
@@ -40,6 +40,7 @@ from bot.services.sla import SlaPolicy, SlaReport, SlaService
 from bot.services.stats import StatsService
 from bot.services.sync import SyncService
 from bot.services.tickets import TicketService
+from bot.startup import listen_error
 from bot.telegram_session import TelegramSession
 from bot.web import Metrics, start_http
 from bridges.base import HelpdeskBridge
@@ -120,13 +121,14 @@ class App:
     async def background(self) -> AsyncIterator[None]:
         """Outbox delivery, the scheduler and the health server, for as long
         as the bot receives updates (by long polling or webhook)."""
+        # The health server first: a busy port stops the start before anything runs.
+        http = await self._start_http() if self.settings.http_listen else None
         if not self.leader.uses_database:
             await self.outbox.release_all_claims()  # ours, from before a crash
         self._stop.clear()
         delivery = asyncio.create_task(self.outbox.run(self._stop), name="outbox")
         self.schedule()
         self.scheduler.start()
-        http = await start_http(self) if self.settings.http_listen else None
         try:
             yield
         finally:
@@ -138,6 +140,19 @@ class App:
             if http is not None:
                 await http.cleanup()
 
+    async def _start_http(self) -> web.AppRunner:
+        try:
+            return await start_http(self)
+        except OSError as exc:
+            raise listen_error("HTTP_LISTEN", self.settings.http_listen, exc) from None
+
+    def announce_started(self) -> None:
+        """Logged once the bot receives updates, never before."""
+        log.info("deskbridge started: provider=%s, agent chat %s (%s), %s",
+                 self.settings.provider, self.settings.agent_chat_id,
+                 "forum topics" if self.agent_chat.forum else "reply threads",
+                 "webhook" if self.settings.webhook_url else "long polling")
+
     async def run_polling(self, *, handle_signals: bool = True) -> None:
         """Long polling. Updates are handled one after another, so the next
         getUpdates (which confirms them to Telegram) is only sent once every
@@ -145,6 +160,7 @@ class App:
         handed out again is recognised by its message id."""
         async with self.background():
             await self.bot.delete_webhook(drop_pending_updates=False)
+            self.announce_started()
             await self.dispatcher.start_polling(
                 self.bot, handle_as_tasks=False, close_bot_session=False,
                 handle_signals=handle_signals,
@@ -207,7 +223,7 @@ async def build_app(
     http = httpx.AsyncClient(timeout=httpx.Timeout(30.0, connect=10.0))
     if bridge is None:
         bridge = await create_bridge(settings.provider, BridgeDeps(
-            engine=engine, env=dict(os.environ)))
+            engine=engine, env=environment()))
     bot = make_bot(settings)
     if forum is None:
         forum = await detect_forum(bot, settings.agent_chat_id)

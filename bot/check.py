@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import os
-
 from aiogram.exceptions import TelegramAPIError
 from aiogram.types import WebhookInfo
 
 from bot.app import make_bot
-from bot.config import Settings
+from bot.config import Settings, environment
 from bot.db.session import create_engine
 from bridges.registry import BridgeDeps, create_bridge
 
@@ -52,7 +50,7 @@ async def run_check(settings: Settings) -> int:
             print(f"[!!] Telegram: {exc}")
         try:
             bridge = await create_bridge(settings.provider, BridgeDeps(engine=engine,
-                                                                       env=dict(os.environ)))
+                                                                       env=environment()))
             report = await bridge.check()
             await bridge.aclose()
             ok &= report.ok

@@ -9,10 +9,9 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 from collections.abc import Iterable
 
-SECRET_ENV_SUFFIXES = ("_TOKEN", "_API_KEY", "_PASSWORD", "_SECRET")
+SECRET_ENV_SUFFIXES = ("_TOKEN", "_API_KEY", "_PASSWORD", "_SECRET", "_CREDENTIALS")
 
 
 class RedactSecrets(logging.Filter):
@@ -40,7 +39,10 @@ class RedactSecrets(logging.Filter):
 
 
 def secrets_from_env() -> list[str]:
-    return [value for name, value in os.environ.items()
+    """Secret values of the environment and `.env` (provider keys, passwords)."""
+    from bot.config import environment
+
+    return [value for name, value in environment().items()
             if name.upper().endswith(SECRET_ENV_SUFFIXES)]
 
 

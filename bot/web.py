@@ -90,6 +90,10 @@ async def start_http(app: App) -> web.AppRunner:
     runner = web.AppRunner(make_web_app(app), access_log=None)
     await runner.setup()
     host, port = split_host_port(app.settings.http_listen, 8080)
-    await web.TCPSite(runner, host, port).start()
+    try:
+        await web.TCPSite(runner, host, port).start()
+    except OSError:
+        await runner.cleanup()
+        raise
     log.info("health and metrics on http://%s:%s", host, port)
     return runner

@@ -19,6 +19,7 @@ from aiogram.webhook.aiohttp_server import SimpleRequestHandler
 from aiohttp import web
 
 from bot.config import split_host_port
+from bot.startup import listen_error
 
 if TYPE_CHECKING:
     from bot.app import App
@@ -50,7 +51,11 @@ async def serve_webhook(app: App, stop: asyncio.Event, *, register: bool = True)
     runner = web.AppRunner(make_webhook_app(app), access_log=None)
     await runner.setup()
     host, port = split_host_port(settings.webhook_listen, 8081)
-    await web.TCPSite(runner, host, port).start()
+    try:
+        await web.TCPSite(runner, host, port).start()
+    except OSError as exc:
+        await runner.cleanup()
+        raise listen_error("WEBHOOK_LISTEN", settings.webhook_listen, exc) from None
     log.info("webhook server on %s:%s%s", host, port, webhook_path(settings.webhook_url))
     try:
         if register:
@@ -60,6 +65,7 @@ async def serve_webhook(app: App, stop: asyncio.Event, *, register: bool = True)
                 allowed_updates=app.dispatcher.resolve_used_update_types(),
                 drop_pending_updates=False,
             )
+        app.announce_started()
         await stop.wait()
     finally:
         await runner.cleanup()

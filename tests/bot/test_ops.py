@@ -46,7 +46,8 @@ async def test_check_reports_what_works(tg: FakeTelegramServer, migrated_url: st
 async def test_check_shows_the_webhook_and_its_last_error(
     tg: FakeTelegramServer, migrated_url: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    settings = make_settings(tg, migrated_url, None, webhook_url="https://bot.example/hook")
+    settings = make_settings(tg, migrated_url, None, webhook_url="https://bot.example/hook",
+                             webhook_secret="s3cret")
     async with httpx.AsyncClient() as client:
         await client.post(f"{tg.base_url}/bot{settings.telegram_bot_token.get_secret_value()}"
                           "/setWebhook", json={"url": "https://bot.example/hook"})
