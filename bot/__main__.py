@@ -37,7 +37,10 @@ def _parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("run", help="apply migrations, then run the bot (long polling)")
     commands.add_parser("migrate", help="apply database migrations")
-    commands.add_parser("check", help="check provider credentials and the agent chat")
+    check = commands.add_parser("check", help="check everything the bot needs; exit code 0 "
+                                              "only when all of it works")
+    check.add_argument("--migrate", action="store_true",
+                       help="apply missing database migrations instead of only reporting them")
     erase = commands.add_parser("erase-customer",
                                 help="delete a customer's personal data (by Telegram id)")
     erase.add_argument("tg_user_id", type=int)
@@ -94,7 +97,7 @@ def _command(args: argparse.Namespace) -> int:
     if args.command == "check":
         from bot.check import run_check
 
-        return asyncio.run(run_check(settings))
+        return asyncio.run(run_check(settings, migrate=args.migrate))
     # Migrations run in a child process: Alembic and what it loads would
     # otherwise stay resident for the bot's whole life (~15 MB). The child
     # prints its own one-line error.

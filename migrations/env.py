@@ -6,9 +6,11 @@ import asyncio
 from logging.config import fileConfig
 
 from alembic import context
+from sqlalchemy import text
 from sqlalchemy.engine import Connection
 
 from bot.config import DatabaseSettings
+from bot.db.migrate import MIGRATION_LOCK
 from bot.db.models import Base
 from bot.db.session import create_engine
 from bridges.local.models import LocalDeskBase
@@ -37,6 +39,13 @@ def do_run_migrations(connection: Connection) -> None:
     context.configure(connection=connection, target_metadata=target_metadata,
                       render_as_batch=True, compare_type=True)
     with context.begin_transaction():
+        if connection.dialect.name == "postgresql":
+            # Replicas starting at once: one upgrades, the others wait here and
+            # then find the database at head (the version is read after the lock,
+            # in the same transaction). SQLite needs nothing: the engine begins
+            # every transaction IMMEDIATE, which serialises writers the same way.
+            connection.execute(text("SELECT pg_advisory_xact_lock(:key)"),
+                               {"key": MIGRATION_LOCK})
         context.run_migrations()
 
 

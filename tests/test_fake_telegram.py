@@ -511,3 +511,31 @@ async def test_wait_for(server: FakeTelegramServer, bot: Bot) -> None:
     await task
     with pytest.raises(AssertionError, match="late reply"):  # the dump shows recent messages
         await server.wait_for(lambda s: s.sent_to(AGENT), timeout=0.05)
+
+
+async def test_the_bot_added_to_a_group_and_its_rights(server: FakeTelegramServer,
+                                                       bot: Bot) -> None:
+    new_group = -1005555555555
+    server.add_bot_to_group(OWNER, new_group, "Helpdesk", can_delete_messages=False)
+    [update] = await bot.get_updates(timeout=0)
+    event = update.my_chat_member
+    assert event is not None and event.from_user.id == OWNER
+    assert (event.chat.id, event.chat.type, event.chat.title) == (new_group, "supergroup",
+                                                                  "Helpdesk")
+    assert isinstance(event.old_chat_member, ChatMemberLeft)
+    added = event.new_chat_member
+    assert isinstance(added, ChatMemberAdministrator)
+    assert added.can_manage_topics and not added.can_delete_messages
+    assert (await bot.get_chat(new_group)).is_forum
+    owner = await bot.get_chat_member(new_group, OWNER)
+    assert isinstance(owner, ChatMemberOwner)
+
+    server.set_bot_status(OWNER, new_group, "member")
+    [_, update] = await bot.get_updates(timeout=0)
+    assert update.my_chat_member is not None
+    assert isinstance(update.my_chat_member.old_chat_member, ChatMemberAdministrator)
+    assert isinstance(update.my_chat_member.new_chat_member, ChatMemberMember)
+    assert isinstance(await bot.get_chat_member(new_group, server.bot_id), ChatMemberMember)
+
+    server.inline_mode = False
+    assert not (await bot.get_me()).supports_inline_queries

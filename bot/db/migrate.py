@@ -9,6 +9,10 @@ from alembic.config import Config
 
 import migrations
 
+# The pg_advisory_xact_lock an upgrade holds on PostgreSQL (migrations/env.py),
+# so that replicas starting at once migrate one after another ("migrate" in ASCII).
+MIGRATION_LOCK = 0x6D696772617465
+
 
 def alembic_config(database_url: str) -> Config:
     config = Config()

@@ -441,6 +441,10 @@ class _Chat:
     user: JsonDict | None = None  # the other side of a private chat
     is_forum: bool = False
     bot_can_manage_topics: bool = False
+    # The bot's membership: "administrator" (rights from bot_can_manage_topics and
+    # bot_rights, which override the default of every right) or "member".
+    bot_status: str = "administrator"
+    bot_rights: dict[str, bool] = field(default_factory=dict)
     owner_id: int | None = None
     admins: set[int] = field(default_factory=set)
     members: set[int] = field(default_factory=set)
@@ -713,6 +717,7 @@ class FakeTelegramServer:
         self.commands: dict[tuple[str, str], list[JsonDict]] = {}
         self.menu_buttons: dict[int | None, JsonDict | None] = {}
         self.webhook_url = ""
+        self.inline_mode = True  # getMe's supports_inline_queries (BotFather's /setinline)
 
         self.latency = 0.0
         self.enforce_limits = False
@@ -1142,6 +1147,45 @@ class FakeTelegramServer:
         self.push_update({"my_chat_member": member_update})
         return member_update
 
+    def add_bot_to_group(
+        self,
+        user_id: int,
+        chat_id: int,
+        title: str = "Agents",
+        *,
+        is_forum: bool = True,
+        status: str = "administrator",
+        **rights: bool,
+    ) -> JsonDict:
+        """The user adds the bot to their supergroup (made, with the user as its
+        owner, if it does not exist yet) as an administrator or a plain member;
+        Telegram tells the bot with a my_chat_member update from that user."""
+        if chat_id not in self.chats:
+            self.add_supergroup(chat_id, title, is_forum=is_forum, owner_id=user_id)
+            self.chats[chat_id].bot_status = "left"
+        return self.set_bot_status(user_id, chat_id, status, **rights)
+
+    def set_bot_status(self, user_id: int, chat_id: int, status: str, **rights: bool
+                       ) -> JsonDict:
+        """An administrator changes the bot's membership ("administrator" with
+        `rights` such as can_manage_topics=False, "member", "left"); my_chat_member
+        tells the bot."""
+        chat = self.chats[chat_id]
+        old = self._member(chat, self.bot_id) if chat.bot_status != "left" else (
+            self._plain_member(self.bot_user, "left"))
+        chat.bot_status = status
+        chat.bot_can_manage_topics = rights.pop("can_manage_topics", True)
+        chat.bot_rights = dict(rights)
+        member_update = {
+            "chat": chat.as_message_chat(),
+            "from": self._user(user_id),
+            "date": int(time.time()),
+            "old_chat_member": old,
+            "new_chat_member": self._member(chat, self.bot_id),
+        }
+        self.push_update({"my_chat_member": member_update})
+        return member_update
+
     # ------------------------------------------------------------------ inspecting and waiting
 
     def sent_to(self, chat_id: int, thread_id: int | EllipsisType | None = ...) -> list[JsonDict]:
@@ -1439,11 +1483,13 @@ class FakeTelegramServer:
 
     def _member(self, chat: _Chat, user_id: int) -> JsonDict:
         if user_id == self.bot_id:
-            if chat.type == "private":
-                return self._plain_member(self.bot_user, "member")
+            if chat.type == "private" or chat.bot_status != "administrator":
+                return self._plain_member(
+                    self.bot_user, "member" if chat.type == "private" else chat.bot_status
+                )
             return self._administrator(
                 self.bot_user, is_bot=True, can_manage_topics=chat.bot_can_manage_topics
-            )
+            ) | chat.bot_rights
         user = self.users.get(user_id)
         if user is None or (chat.type == "private" and user_id != chat.id):
             raise bad_request("user not found")
@@ -1631,7 +1677,7 @@ class FakeTelegramServer:
         return self.bot_user | {
             "can_join_groups": True,
             "can_read_all_group_messages": False,
-            "supports_inline_queries": True,
+            "supports_inline_queries": self.inline_mode,
             "can_connect_to_business": False,
             "has_main_web_app": False,
         }
