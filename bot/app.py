@@ -9,6 +9,7 @@ import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from signal import SIGINT, SIGTERM
 
 import httpx
 from aiogram import Bot, Dispatcher
@@ -30,18 +31,24 @@ from bot.db.session import create_engine, create_sessionmaker
 from bot.filters import AgentAccess
 from bot.leader import LeaderLock
 from bot.middlewares import RetryWhileDatabaseDown
-from bot.services.delivery import AgentChat, OutboxDispatcher
+from bot.outbox import OutboxSignal
+from bot.outbox.dispatcher import OutboxDispatcher
+from bot.outbox.provider import ProviderDeliveries
+from bot.outbox.store import OutboxStore
+from bot.outbox.telegram import TelegramDeliveries
 from bot.services.edits import EditService
 from bot.services.knowledge import KnowledgeService
-from bot.services.outbox import OutboxSignal
-from bot.services.pacing import TelegramPacer
 from bot.services.satisfaction import SatisfactionService
 from bot.services.sla import SlaPolicy, SlaReport, SlaService
 from bot.services.stats import StatsService
 from bot.services.sync import SyncService
 from bot.services.tickets import TicketService
 from bot.startup import listen_error
-from bot.telegram_session import TelegramSession
+from bot.telegram.agent_chat import AgentChat
+from bot.telegram.limits import Budget, Limits, LocalBudget, RedisBudget
+from bot.telegram.pacer import TelegramPacer
+from bot.telegram.session import PacedRequests, TelegramSession
+from bot.telegram.updates import UpdateLoop
 from bot.web import Metrics, start_http
 from bridges.base import HelpdeskBridge
 from bridges.errors import RateLimited
@@ -71,6 +78,8 @@ class App:
     metrics: Metrics
     leader: LeaderLock
     sla: SlaService
+    pacer: TelegramPacer
+    updates: UpdateLoop
     _stop: asyncio.Event = field(default_factory=asyncio.Event)
 
     async def poll_provider(self) -> None:
@@ -154,17 +163,21 @@ class App:
                  "webhook" if self.settings.webhook_url else "long polling")
 
     async def run_polling(self, *, handle_signals: bool = True) -> None:
-        """Long polling. Updates are handled one after another, so the next
-        getUpdates (which confirms them to Telegram) is only sent once every
-        update of the batch is committed: a crash never loses one, and one
-        handed out again is recognised by its message id."""
+        """Long polling (bot.telegram.updates): the next getUpdates, which
+        confirms a batch to Telegram, is only sent once every update of the
+        batch is committed, so a crash never loses one, and one handed out
+        again is recognised by its message id."""
         async with self.background():
             await self.bot.delete_webhook(drop_pending_updates=False)
             self.announce_started()
-            await self.dispatcher.start_polling(
-                self.bot, handle_as_tasks=False, close_bot_session=False,
-                handle_signals=handle_signals,
-                allowed_updates=self.dispatcher.resolve_used_update_types())
+            if handle_signals:
+                loop = asyncio.get_running_loop()
+                for signum in (SIGINT, SIGTERM):
+                    loop.add_signal_handler(signum, self.updates.stop)
+            await self.updates.run()
+
+    def stop_polling(self) -> None:
+        self.updates.stop()
 
     async def run_webhook(self, stop: asyncio.Event) -> None:
         """Webhook mode until `stop` is set (see bot.webhook)."""
@@ -177,6 +190,7 @@ class App:
         await self.bridge.aclose()
         await self.http.aclose()
         await self.bot.session.close()
+        await self.pacer.budget.aclose()
         if self.dispatcher.storage is not None:
             await self.dispatcher.storage.close()
         await self.engine.dispose()
@@ -186,8 +200,23 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
-def make_bot(settings: Settings) -> Bot:
+def make_budget(settings: Settings) -> Budget:
+    """Telegram's limits: this process's own, or shared by every process through Redis."""
+    limits = Limits(global_per_second=settings.telegram_global_rate,
+                    chat_interval=settings.telegram_chat_interval,
+                    group_per_minute=settings.telegram_group_per_minute)
+    if settings.redis_url:
+        return RedisBudget.from_url(settings.redis_url, settings.bot_id, limits)
+    return LocalBudget(limits)
+
+
+def make_bot(settings: Settings, pacer: TelegramPacer | None = None,
+             metrics: Metrics | None = None) -> Bot:
+    """The bot, whose every sending call waits on `pacer` (the one send path)."""
     session = TelegramSession(api=TelegramAPIServer.from_base(settings.telegram_api_base))
+    if pacer is not None:
+        on_429 = (lambda method, retry_after: metrics.telegram_429.inc()) if metrics else None
+        session.middleware(PacedRequests(pacer, on_429))
     return Bot(
         settings.telegram_bot_token.get_secret_value(),
         session=session,
@@ -224,7 +253,9 @@ async def build_app(
     if bridge is None:
         bridge = await create_bridge(settings.provider, BridgeDeps(
             engine=engine, env=environment()))
-    bot = make_bot(settings)
+    metrics = Metrics()
+    pacer = TelegramPacer(make_budget(settings))
+    bot = make_bot(settings, pacer, metrics)
     if forum is None:
         forum = await detect_forum(bot, settings.agent_chat_id)
     agent_chat = AgentChat(settings.agent_chat_id, forum, settings.agent_language)
@@ -236,21 +267,21 @@ async def build_app(
                        sla_policy=sla_policy)
     sla = SlaService(sessionmaker, signal, sla_policy, agent_chat_id=settings.agent_chat_id,
                      forum=forum, language=settings.agent_language)
-    pacer = TelegramPacer(global_rate=settings.telegram_global_rate,
-                          chat_interval=settings.telegram_chat_interval,
-                          group_per_minute=settings.telegram_group_per_minute)
 
     async def fetch_url(url: str) -> bytes:
         response = await http.get(url)
         response.raise_for_status()
         return response.content
 
-    metrics = Metrics()
-    outbox = OutboxDispatcher(sessionmaker, bot, bridge, signal, pacer, agent_chat,
+    store = OutboxStore(sessionmaker, lease_seconds=settings.outbox_lease_seconds)
+    telegram = TelegramDeliveries(store, bot, pacer, agent_chat, bridge.capabilities, signal,
+                                  file_fetcher=fetch_url)
+    provider = ProviderDeliveries(store, bridge, bot)
+    outbox = OutboxDispatcher(store, {**telegram.handlers(), **provider.handlers()}, signal,
+                              pacer, agent_chat,
                               max_attempts=settings.outbox_max_attempts,
-                              lease_seconds=settings.outbox_lease_seconds,
                               provider_timeout=settings.provider_timeout_seconds,
-                              file_fetcher=fetch_url, metrics=metrics)
+                              metrics=metrics)
     dispatcher = Dispatcher(storage=make_storage(settings),
                             fsm_strategy=FSMStrategy.USER_IN_TOPIC)
     # Inside aiogram's error middleware, so an outage is retried, not reported.
@@ -272,4 +303,4 @@ async def build_app(
                dispatcher=dispatcher, bridge=bridge, tickets=tickets, sync=sync, outbox=outbox,
                scheduler=scheduler, signal=signal, agent_chat=agent_chat, http=http,
                metrics=metrics, leader=LeaderLock(engine, f"deskbridge-poll-{settings.provider}"),
-               sla=sla)
+               sla=sla, pacer=pacer, updates=UpdateLoop(dispatcher, bot))

@@ -20,6 +20,7 @@ from sqlalchemy import (
     Index,
     Integer,
     MetaData,
+    SmallInteger,
     String,
     Text,
     UniqueConstraint,
@@ -218,6 +219,8 @@ class OutboxItem(Base):
     kind: Mapped[str] = mapped_column(String(32))
     payload: Mapped[dict[str, Any]] = mapped_column(default=dict)
     status: Mapped[str] = mapped_column(String(12), default="pending")
+    # Which agent-chat row the group's budget serves first (bot.telegram.pacer.SendPriority).
+    priority: Mapped[int] = mapped_column(SmallInteger, default=1, server_default="1")
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     next_attempt_at: Mapped[datetime] = mapped_column(default=utcnow)
     last_error: Mapped[str | None] = mapped_column(Text)
@@ -243,3 +246,14 @@ class CannedReply(Base):
     # How often agents picked it (chosen_inline_result); the most used come first.
     use_count: Mapped[int] = mapped_column(Integer, default=0)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class BotState(Base):
+    """What the bot learnt about its own set-up and must keep across restarts
+    (e.g. the agent chat's new id after Telegram migrated the group)."""
+
+    __tablename__ = "bot_state"
+
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)

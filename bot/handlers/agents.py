@@ -19,9 +19,9 @@ from bot.filters import InAgentChat, IsAgent
 from bot.handlers.convert import incoming, is_supported, tg_user
 from bot.i18n import gettext, pick_language
 from bot.services import render
-from bot.services.delivery import AgentChat
 from bot.services.errors import UserFacingError
 from bot.services.tickets import TicketService
+from bot.telegram.agent_chat import AgentChat
 from bridges.base import Capability, Priority, TicketStatus
 
 NOTE_PREFIX = "#"

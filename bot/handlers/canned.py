@@ -15,9 +15,9 @@ from bot.handlers.agents import RememberAgents
 from bot.handlers.convert import tg_user
 from bot.i18n import gettext
 from bot.services import render
-from bot.services.delivery import AgentChat
 from bot.services.errors import UserFacingError
 from bot.services.knowledge import Canned, KnowledgeService
+from bot.telegram.agent_chat import AgentChat
 
 LIST_EXCERPT = 60
 # A title starting with this keeps the reply staff-only (like a `#` note).

@@ -16,8 +16,8 @@ from bot.callbacks import CustomerCb, DepartmentCb, MenuCb
 from bot.filters import AgentAccess
 from bot.handlers.convert import incoming, is_supported, tg_user
 from bot.i18n import LANGUAGES, gettext
+from bot.outbox.provider import BOT_API_DOWNLOAD_LIMIT
 from bot.services import render
-from bot.services.delivery import BOT_API_DOWNLOAD_LIMIT
 from bot.services.tickets import TicketService
 from bot.services.types import CustomerResult, Outcome, TicketSummary
 from bridges.base import TicketStatus

@@ -35,10 +35,10 @@ from bot.filters import AgentAccess, InAgentChat, IsAgent
 from bot.handlers.convert import incoming, tg_user
 from bot.i18n import gettext, pick_language
 from bot.services import render
-from bot.services.delivery import AgentChat
 from bot.services.knowledge import Canned, InlineItem, KnowledgeService, article_result_id
 from bot.services.tickets import TicketService
 from bot.services.types import TicketSummary
+from bot.telegram.agent_chat import AgentChat
 from bridges.base import Capability, KnowledgeArticle
 
 PAGE_SIZE = 20  # Telegram allows 50 per answer; 20 keep the answer small and fast

@@ -13,8 +13,8 @@ from bot import keyboards
 from bot.callbacks import StatsCb
 from bot.filters import InAgentChat, IsAgent
 from bot.i18n import gettext, pick_language
-from bot.services.delivery import AgentChat
 from bot.services.stats import StatsService, as_text, chart_png
+from bot.telegram.agent_chat import AgentChat
 
 CHART_WORDS = {"chart", "graph", "график", "диаграмма"}
 

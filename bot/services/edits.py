@@ -18,8 +18,15 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.db.models import Attachment, Message, OutboxItem, TgLink, Ticket, utcnow
 from bot.i18n import gettext
+from bot.outbox import (
+    Kind,
+    OutboxSignal,
+    agent_lane,
+    enqueue,
+    provider_lane,
+    refresh_card,
+)
 from bot.services import render
-from bot.services.outbox import Kind, OutboxSignal, agent_lane, enqueue, provider_lane
 from bot.services.types import IncomingMessage
 from bridges.base import Capability, HelpdeskBridge
 
@@ -59,7 +66,7 @@ class EditService:
                 select(func.min(Message.id)).where(Message.ticket_id == ticket.id))
             if opening == message.id:
                 # The card carries the opening text.
-                enqueue(session, Kind.CARD, agent_lane(ticket.id), {"ticket_id": ticket.id})
+                refresh_card(session, ticket.id)
                 posted_key = f"create:{ticket.id}"
             else:
                 enqueue(session, Kind.EDIT_MIRROR, agent_lane(ticket.id),

@@ -17,7 +17,7 @@ from sqlalchemy import delete, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.db.models import Attachment, Customer, Message, OutboxItem, TgLink, Ticket
-from bot.services.outbox import agent_lane, customer_lane, provider_lane
+from bot.outbox import agent_lane, card_lane, customer_lane, provider_lane
 from bridges.local.models import LocalEvent, LocalMessage, LocalTicket
 
 ERASED = "(erased)"
@@ -46,7 +46,7 @@ async def erase_customer(sessionmaker: async_sessionmaker[AsyncSession], tg_user
         await session.execute(delete(TgLink).where(or_(TgLink.message_id.in_(message_ids),
                                                        TgLink.ticket_id.in_(ticket_ids))))
         lanes = [customer_lane(customer.id)]
-        lanes += [lane(t) for t in ticket_ids for lane in (agent_lane, provider_lane)]
+        lanes += [lane(t) for t in ticket_ids for lane in (agent_lane, card_lane, provider_lane)]
         await session.execute(delete(OutboxItem).where(OutboxItem.lane.in_(lanes)))
         await session.execute(delete(Message).where(Message.id.in_(message_ids)))
         desk_messages = 0

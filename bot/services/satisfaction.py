@@ -13,8 +13,15 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.db.models import Customer, Message, Ticket, utcnow
 from bot.i18n import gettext
+from bot.outbox import (
+    Kind,
+    OutboxSignal,
+    agent_lane,
+    enqueue,
+    provider_lane,
+    refresh_card,
+)
 from bot.services.errors import TicketNotFound, UserFacingError
-from bot.services.outbox import Kind, OutboxSignal, agent_lane, enqueue, provider_lane
 from bot.services.tickets import summarize
 from bot.services.types import TgUser, TicketSummary
 from bridges.base import Capability, HelpdeskBridge, TicketStatus
@@ -55,7 +62,7 @@ class SatisfactionService:
                 enqueue(session, Kind.AGENT_NOTICE, agent_lane(ticket.id),
                         {"ticket_id": ticket.id, "key": key,
                          "params": {"stars": "⭐" * stars}})
-                enqueue(session, Kind.CARD, agent_lane(ticket.id), {"ticket_id": ticket.id})
+                refresh_card(session, ticket.id)
                 await self._note(session, ticket, gettext(
                     self._lang, "agent.rating_note", stars="⭐" * stars, value=stars))
             summary = summarize(ticket, customer.full_name)
@@ -74,7 +81,7 @@ class SatisfactionService:
             enqueue(session, Kind.AGENT_NOTICE, agent_lane(ticket.id),
                     {"ticket_id": ticket.id, "key": "agent.rating_commented",
                      "params": {"comment": text}})
-            enqueue(session, Kind.CARD, agent_lane(ticket.id), {"ticket_id": ticket.id})
+            refresh_card(session, ticket.id)
             await self._note(session, ticket, gettext(
                 self._lang, "agent.rating_comment_note", stars="⭐" * ticket.rating,
                 comment=text))

@@ -27,8 +27,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from bot.config import Settings
 from bot.db.models import Ticket, utcnow
 from bot.i18n import gettext
-from bot.services import render
-from bot.services.outbox import (
+from bot.outbox import (
     Kind,
     OutboxSignal,
     agent_chat_lane,
@@ -36,7 +35,9 @@ from bot.services.outbox import (
     customer_lane,
     enqueue,
     provider_lane,
+    refresh_card,
 )
+from bot.services import render
 from bridges.base import TicketStatus
 
 log = logging.getLogger("deskbridge.sla")
@@ -212,7 +213,7 @@ class SlaService:
             enqueue(session, Kind.UPDATE_TICKET, provider_lane(ticket.id),
                     {"ticket_id": ticket.id, "status": TicketStatus.CLOSED.value,
                      "actor_agent_id": None})
-            enqueue(session, Kind.CARD, agent_lane(ticket.id), {"ticket_id": ticket.id})
+            refresh_card(session, ticket.id)
             enqueue(session, Kind.AGENT_NOTICE, agent_lane(ticket.id),
                     {"ticket_id": ticket.id, "key": "agent.sla_autoclosed",
                      "params": {"days": days}},

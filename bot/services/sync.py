@@ -25,18 +25,20 @@ from bot.db.models import (
     Ticket,
     utcnow,
 )
-from bot.services import sla
-from bot.services.formatting import helpdesk_html_to_telegram
-from bot.services.outbox import (
+from bot.outbox import (
     Kind,
     OutboxSignal,
     agent_lane,
     customer_lane,
     enqueue,
     provider_lane,
+    refresh_card,
 )
+from bot.services import sla
+from bot.services.formatting import helpdesk_html_to_telegram
 from bot.services.sla import SlaPolicy
 from bot.services.tickets import notify_status
+from bot.telegram.pacer import SendPriority
 from bridges import base
 
 log = logging.getLogger("deskbridge.sync")
@@ -180,14 +182,16 @@ class SyncService:
             ))
         ticket.updated_at = utcnow()
         enqueue(session, Kind.MIRROR, agent_lane(ticket.id), {"message_id": message.id},
-                key=f"mirror:{message.id}")
+                key=f"mirror:{message.id}",
+                priority=(SendPriority.CUSTOMER if remote.author_kind == base.AuthorKind.CUSTOMER
+                          else SendPriority.HELPDESK))
         waits_changed = (
             sla.customer_wrote(ticket, self._sla, utcnow())
             if remote.author_kind == base.AuthorKind.CUSTOMER
             else sla.agent_replied(ticket) if remote.author_kind == base.AuthorKind.AGENT
             else False)
         if waits_changed:
-            enqueue(session, Kind.CARD, agent_lane(ticket.id), {"ticket_id": ticket.id})
+            refresh_card(session, ticket.id)
         if remote.author_kind in (base.AuthorKind.AGENT, base.AuthorKind.SYSTEM):
             if ticket.first_reply_at is None and remote.author_kind == base.AuthorKind.AGENT:
                 ticket.first_reply_at = utcnow()
@@ -250,7 +254,7 @@ class SyncService:
             changed = True
         if changed:
             ticket.updated_at = utcnow()
-            enqueue(session, Kind.CARD, agent_lane(ticket.id), {"ticket_id": ticket.id})
+            refresh_card(session, ticket.id)
         return int(changed and not own)
 
 

@@ -28,17 +28,18 @@ from bot.db.models import (
     utcnow,
 )
 from bot.i18n import gettext, pick_language
-from bot.services import sla
-from bot.services.errors import NotSupported, TicketNotFound, UserFacingError
-from bot.services.identity import customer_identity
-from bot.services.outbox import (
+from bot.outbox import (
     Kind,
     OutboxSignal,
     agent_lane,
     customer_lane,
     enqueue,
     provider_lane,
+    refresh_card,
 )
+from bot.services import sla
+from bot.services.errors import NotSupported, TicketNotFound, UserFacingError
+from bot.services.identity import customer_identity
 from bot.services.sla import SlaPolicy
 from bot.services.types import (
     CustomerResult,
@@ -49,6 +50,7 @@ from bot.services.types import (
     TgUser,
     TicketSummary,
 )
+from bot.telegram.pacer import SendPriority
 from bridges.base import (
     Capabilities,
     Capability,
@@ -186,7 +188,7 @@ class TicketService:
                 enqueue(session, Kind.AGENT_NOTICE, agent_lane(ticket.id),
                         {"ticket_id": ticket.id, "key": key})
                 # The card says so too, for as long as it is true.
-                enqueue(session, Kind.CARD, agent_lane(ticket.id), {"ticket_id": ticket.id})
+                refresh_card(session, ticket.id)
         self._signal.notify()
 
     async def remember_agent(self, user: TgUser) -> None:
@@ -342,8 +344,7 @@ class TicketService:
                 {"message_id": message.id}, key=f"mirror:{message.id}", delay=delay)
         if sla.customer_wrote(ticket, self._sla, utcnow()):
             # A new wait for an agent (and the status, if it was waiting): the card shows both.
-            enqueue(session, Kind.CARD, agent_lane(ticket.id), {"ticket_id": ticket.id},
-                    delay=delay)
+            refresh_card(session, ticket.id, delay=delay)
 
     async def _open(
         self, session: AsyncSession, customer: Customer, incoming: IncomingMessage,
@@ -421,9 +422,10 @@ class TicketService:
         enqueue(session, Kind.CREATE_TICKET, provider_lane(ticket.id),
                 {"ticket_id": ticket.id, "message_id": message.id},
                 key=f"create:{ticket.id}", delay=delay)
-        # The card carries the opening text; files follow as a mirror.
+        # The card carries the opening text, files follow as a mirror; the
+        # agent group's budget serves a new ticket before anything else.
         enqueue(session, Kind.CARD, agent_lane(ticket.id), {"ticket_id": ticket.id},
-                delay=delay)
+                delay=delay, priority=SendPriority.NEW_TICKET)
         enqueue(session, Kind.MIRROR, agent_lane(ticket.id),
                 {"message_id": message.id, "files_only": True},
                 key=f"mirror:{message.id}", delay=delay)
@@ -673,8 +675,7 @@ class TicketService:
                     if ticket.first_reply_at is None:
                         ticket.first_reply_at = utcnow()
                     if sla.agent_replied(ticket):
-                        enqueue(session, Kind.CARD, agent_lane(ticket.id),
-                                {"ticket_id": ticket.id})
+                        refresh_card(session, ticket.id)
                     enqueue(session, Kind.CUSTOMER_MESSAGE, customer_lane(ticket.customer_id),
                             {"message_id": message.id}, key=f"deliver:{message.id}")
         except IntegrityError:
@@ -715,7 +716,7 @@ class TicketService:
                 enqueue(session, Kind.UPDATE_TICKET, provider_lane(ticket.id),
                         {"ticket_id": ticket.id, "assignee_agent_id": assignee.id,
                          "actor_agent_id": actor.id})
-                enqueue(session, Kind.CARD, agent_lane(ticket.id), {"ticket_id": ticket.id})
+                refresh_card(session, ticket.id)
                 enqueue(session, Kind.AGENT_NOTICE, agent_lane(ticket.id),
                         {"ticket_id": ticket.id, "key": "agent.assigned",
                          "params": {"agent": assignee.full_name, "by": actor.full_name}})
@@ -762,7 +763,7 @@ class TicketService:
                 enqueue(session, Kind.UPDATE_TICKET, provider_lane(ticket.id),
                         {"ticket_id": ticket.id, "priority": priority.value,
                          "actor_agent_id": actor.id})
-                enqueue(session, Kind.CARD, agent_lane(ticket.id), {"ticket_id": ticket.id})
+                refresh_card(session, ticket.id)
             summary = summarize(ticket, "")
         self._signal.notify()
         return summary
@@ -819,7 +820,7 @@ def notify_status(
 
     "Waiting for the customer" is what a helpdesk sets with every answer: the
     answer itself tells the customer, so only the card shows it."""
-    enqueue(session, Kind.CARD, agent_lane(ticket.id), {"ticket_id": ticket.id})
+    refresh_card(session, ticket.id)
     if status == TicketStatus.WAITING and by is None:
         return
     who = "customer" if by_customer else "agent" if by else "helpdesk"

@@ -79,8 +79,7 @@ async def running(settings: Settings, bridge: HelpdeskBridge | None = None
     try:
         yield app
     finally:
-        with contextlib.suppress(RuntimeError):
-            await app.dispatcher.stop_polling()
+        app.stop_polling()
         try:
             # Generous: on a loaded 2-core CI machine a stop can take a while.
             await asyncio.wait_for(task, 60)

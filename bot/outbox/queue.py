@@ -4,7 +4,7 @@ Every Telegram send and provider call is a row added to the same session, so
 it commits or rolls back with the state change that caused it. Lanes keep
 order: rows of one lane are delivered one at a time, oldest first; lanes run
 independently (one lane per ticket toward the provider, one per ticket toward
-the agent chat, one per customer).
+the agent chat and one for its card, one per customer).
 """
 
 from __future__ import annotations
@@ -19,22 +19,29 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.db.models import OutboxItem, utcnow
+from bot.outbox.payloads import Kind, parse_payload
+from bot.telegram.pacer import SendPriority
 
 
-class Kind(enum.StrEnum):
-    CREATE_TICKET = "provider.create_ticket"
-    POST_MESSAGE = "provider.post_message"
-    UPDATE_TICKET = "provider.update_ticket"
-    REFER = "provider.refer"
-    MIRROR = "tg.mirror"  # a ticket message shown in the agent chat
-    CARD = "tg.card"  # create or refresh the ticket card
-    AGENT_NOTICE = "tg.agent_notice"
-    CUSTOMER_MESSAGE = "tg.customer_message"
-    CUSTOMER_NOTICE = "tg.customer_notice"
-    # The customer edited a message: edit the bot's copy of it in the agent chat.
-    EDIT_MIRROR = "tg.edit_mirror"
-    # A message to the agent chat itself (its general topic), about no one ticket.
-    AGENT_CHAT_NOTICE = "tg.agent_chat_notice"
+class OutboxStatus(enum.StrEnum):
+    PENDING = "pending"
+    IN_FLIGHT = "in_flight"  # claimed by a process, under a lease (`next_attempt_at`)
+    DONE = "done"
+    DEAD = "dead"  # a dead letter: `deskbridge outbox list|replay`
+
+
+LIVE_STATUSES = (OutboxStatus.PENDING.value, OutboxStatus.IN_FLIGHT.value)
+
+# What the agent group's budget serves first when nothing else is said.
+_DEFAULT_PRIORITY = {
+    Kind.MIRROR: SendPriority.CUSTOMER,
+    Kind.CARD: SendPriority.CARD,
+    Kind.AGENT_NOTICE: SendPriority.HELPDESK,
+    Kind.EDIT_MIRROR: SendPriority.HELPDESK,
+    Kind.AGENT_CHAT_NOTICE: SendPriority.HELPDESK,
+}
+
+AGENT_CHAT_PREFIX = "a:"  # every lane toward the agent chat starts with it
 
 
 def provider_lane(ticket_id: int) -> str:
@@ -45,13 +52,23 @@ def agent_lane(ticket_id: int) -> str:
     return f"a:{ticket_id}"
 
 
+def card_lane(ticket_id: int) -> str:
+    """Card edits have a lane of their own, so that they never hold the
+    ticket's messages back (they go last and are coalesced)."""
+    return f"a:{ticket_id}:card"
+
+
 def customer_lane(customer_id: int) -> str:
     return f"c:{customer_id}"
 
 
 def agent_chat_lane() -> str:
-    """The agent chat's general topic; `a:` so a 429 there pauses the whole chat."""
+    """The agent chat's general topic."""
     return "a:chat"
+
+
+def is_agent_chat_lane(lane: str) -> bool:
+    return lane.startswith(AGENT_CHAT_PREFIX)
 
 
 class OutboxSignal:
@@ -77,17 +94,28 @@ def enqueue(
     *,
     key: str | None = None,
     delay: float = 0.0,
+    priority: SendPriority | None = None,
 ) -> OutboxItem:
     """Add a side effect to the session. `key` is the idempotency key: a
     deterministic one (derived from the message it delivers) makes a repeated
     import collide on the unique constraint instead of sending twice."""
+    parse_payload(kind, payload)  # a wrong payload fails here, not at delivery
     item = OutboxItem(
         idempotency_key=key or f"{kind}:{uuid.uuid4().hex}",
         lane=lane,
         kind=str(kind),
         payload=payload,
-        status="pending",
+        status=OutboxStatus.PENDING.value,
+        priority=int(priority if priority is not None
+                     else _DEFAULT_PRIORITY.get(kind, SendPriority.CUSTOMER)),
         next_attempt_at=utcnow() + timedelta(seconds=delay),
     )
     session.add(item)
     return item
+
+
+def refresh_card(session: AsyncSession, ticket_id: int, *, delay: float = 0.0) -> OutboxItem:
+    """Show the ticket's current state on its card (in the card's own lane,
+    after everything else; queued refreshes are coalesced into one edit)."""
+    return enqueue(session, Kind.CARD, card_lane(ticket_id), {"ticket_id": ticket_id},
+                   delay=delay, priority=SendPriority.CARD)
