@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from signal import SIGINT, SIGTERM
@@ -45,6 +45,7 @@ from bot.services.sync import SyncService
 from bot.services.tickets import TicketService
 from bot.startup import listen_error
 from bot.telegram.agent_chat import AgentChat
+from bot.telegram.agent_chat_watch import PROBE_SECONDS, AgentChatWatch, WatchAgentChat
 from bot.telegram.limits import Budget, Limits, LocalBudget, RedisBudget
 from bot.telegram.pacer import TelegramPacer
 from bot.telegram.session import PacedRequests, TelegramSession
@@ -80,6 +81,7 @@ class App:
     sla: SlaService
     pacer: TelegramPacer
     updates: UpdateLoop
+    watch: AgentChatWatch
     _stop: asyncio.Event = field(default_factory=asyncio.Event)
 
     async def poll_provider(self) -> None:
@@ -125,6 +127,9 @@ class App:
             id="sla", max_instances=1, coalesce=True)
         self.scheduler.add_job(self.housekeeping, "interval", hours=1, id="housekeeping",
                                max_instances=1, coalesce=True)
+        self.scheduler.add_job(self.watch.probe, "interval", args=[self.bot],
+                               seconds=PROBE_SECONDS, id="agent-chat-probe", max_instances=1,
+                               coalesce=True)
 
     @contextlib.asynccontextmanager
     async def background(self) -> AsyncIterator[None]:
@@ -211,12 +216,13 @@ def make_budget(settings: Settings) -> Budget:
 
 
 def make_bot(settings: Settings, pacer: TelegramPacer | None = None,
-             metrics: Metrics | None = None) -> Bot:
+             metrics: Metrics | None = None,
+             on_migrate: Callable[[int, int], Awaitable[None]] | None = None) -> Bot:
     """The bot, whose every sending call waits on `pacer` (the one send path)."""
     session = TelegramSession(api=TelegramAPIServer.from_base(settings.telegram_api_base))
     if pacer is not None:
         on_429 = (lambda method, retry_after: metrics.telegram_429.inc()) if metrics else None
-        session.middleware(PacedRequests(pacer, on_429))
+        session.middleware(PacedRequests(pacer, on_429, on_migrate))
     return Bot(
         settings.telegram_bot_token.get_secret_value(),
         session=session,
@@ -255,18 +261,24 @@ async def build_app(
             engine=engine, env=environment()))
     metrics = Metrics()
     pacer = TelegramPacer(make_budget(settings))
-    bot = make_bot(settings, pacer, metrics)
-    if forum is None:
-        forum = await detect_forum(bot, settings.agent_chat_id)
-    agent_chat = AgentChat(settings.agent_chat_id, forum, settings.agent_language)
+
+    async def follow_migration(old_chat_id: int, new_chat_id: int) -> None:
+        await watch.migrated(old_chat_id, new_chat_id)
+
+    bot = make_bot(settings, pacer, metrics, follow_migration)
     signal = OutboxSignal()
+    agent_chat = AgentChat(settings.agent_chat_id, False, settings.agent_language)
+    watch = AgentChatWatch(agent_chat, sessionmaker, signal,
+                           configured_chat_id=settings.agent_chat_id)
+    await watch.load()
+    agent_chat.forum = (await detect_forum(bot, agent_chat.chat_id)) if forum is None else forum
     sla_policy = SlaPolicy.from_settings(settings)
     tickets = TicketService(sessionmaker, bridge, signal, provider=settings.provider,
                             sla_policy=sla_policy)
     sync = SyncService(sessionmaker, bridge, signal, provider=settings.provider,
                        sla_policy=sla_policy)
-    sla = SlaService(sessionmaker, signal, sla_policy, agent_chat_id=settings.agent_chat_id,
-                     forum=forum, language=settings.agent_language)
+    sla = SlaService(sessionmaker, signal, sla_policy, agent_chat_id=agent_chat.chat_id,
+                     forum=agent_chat.forum, language=settings.agent_language)
 
     async def fetch_url(url: str) -> bytes:
         response = await http.get(url)
@@ -274,7 +286,7 @@ async def build_app(
         return response.content
 
     store = OutboxStore(sessionmaker, lease_seconds=settings.outbox_lease_seconds)
-    telegram = TelegramDeliveries(store, bot, pacer, agent_chat, bridge.capabilities, signal,
+    telegram = TelegramDeliveries(store, bot, pacer, watch, bridge.capabilities, signal,
                                   file_fetcher=fetch_url)
     provider = ProviderDeliveries(store, bridge, bot)
     outbox = OutboxDispatcher(store, {**telegram.handlers(), **provider.handlers()}, signal,
@@ -286,12 +298,13 @@ async def build_app(
                             fsm_strategy=FSMStrategy.USER_IN_TOPIC)
     # Inside aiogram's error middleware, so an outage is retried, not reported.
     dispatcher.update.outer_middleware(RetryWhileDatabaseDown())
+    dispatcher.update.outer_middleware(WatchAgentChat(watch))
     dispatcher.include_router(handlers.setup())
     dispatcher["tickets"] = tickets
     dispatcher["settings"] = settings
     dispatcher["agent_chat"] = agent_chat
     dispatcher["told_read_only"] = set()  # topics told their helpdesk takes no replies
-    dispatcher["agent_access"] = AgentAccess(settings.agent_chat_id, settings.agent_allowlist)
+    dispatcher["agent_access"] = AgentAccess(agent_chat, settings.agent_allowlist)
     dispatcher["knowledge"] = KnowledgeService(sessionmaker, bridge)
     dispatcher["satisfaction"] = SatisfactionService(sessionmaker, bridge, signal,
                                                      agent_language=settings.agent_language)
@@ -303,4 +316,4 @@ async def build_app(
                dispatcher=dispatcher, bridge=bridge, tickets=tickets, sync=sync, outbox=outbox,
                scheduler=scheduler, signal=signal, agent_chat=agent_chat, http=http,
                metrics=metrics, leader=LeaderLock(engine, f"deskbridge-poll-{settings.provider}"),
-               sla=sla, pacer=pacer, updates=UpdateLoop(dispatcher, bot))
+               sla=sla, pacer=pacer, updates=UpdateLoop(dispatcher, bot), watch=watch)

@@ -15,15 +15,21 @@ from aiogram.exceptions import TelegramAPIError
 from aiogram.filters import BaseFilter
 from aiogram.types import CallbackQuery, InlineQuery, Message, User
 
+from bot.telegram.agent_chat import AgentChat
+
 MEMBER_STATUSES = {"creator", "administrator", "member"}
 CACHE_SECONDS = 60.0
 
 
 class AgentAccess:
-    def __init__(self, agent_chat_id: int, allowlist: list[int] | None = None) -> None:
-        self.agent_chat_id = agent_chat_id
+    def __init__(self, agent_chat: AgentChat, allowlist: list[int] | None = None) -> None:
+        self._agent_chat = agent_chat  # its id follows a migration of the group
         self._allowlist = set(allowlist or ())
         self._cache: dict[int, tuple[float, bool]] = {}
+
+    @property
+    def agent_chat_id(self) -> int:
+        return self._agent_chat.chat_id
 
     def allowed_by_list(self, user_id: int) -> bool:
         return not self._allowlist or user_id in self._allowlist

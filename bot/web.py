@@ -41,6 +41,9 @@ class Metrics:
                                   registry=self.registry)
         self.failures = Counter("deskbridge_delivery_failures",
                                 "Outbox rows that became dead letters", registry=self.registry)
+        self.agent_chat_ok = Gauge("deskbridge_agent_chat_ok",
+                                   "1 while the bot can post in the agent chat",
+                                   registry=self.registry)
         self.telegram_429 = Counter("deskbridge_telegram_429",
                                     "Too Many Requests answers from the Bot API",
                                     registry=self.registry)
@@ -56,6 +59,7 @@ async def refresh(app: App) -> None:
         cursor = await session.get(PollCursor, app.settings.provider)
     for status in ("pending", "done", "dead"):
         metrics.outbox_depth.labels(status).set(counts.get(status, 0))
+    metrics.agent_chat_ok.set(1 if app.agent_chat.reachable else 0)
     metrics.outbox_oldest.set((utcnow() - oldest).total_seconds() if oldest else 0)
     calls_left = app.bridge.calls_left()
     if calls_left is not None:
@@ -73,6 +77,9 @@ def make_web_app(app: App) -> web.Application:
             log.warning("health check failed: %s", exc)
             return web.json_response({"status": "fail", "error": type(exc).__name__},
                                      status=503)
+        if not app.agent_chat.reachable:
+            return web.json_response({"status": "fail", "error": "agent chat unreachable",
+                                      "agent_chat_id": app.agent_chat.chat_id}, status=503)
         return web.json_response({"status": "ok", "provider": app.settings.provider})
 
     async def metrics(_: web.Request) -> web.Response:

@@ -10,6 +10,7 @@ from bot.handlers import (
     customer,
     edits,
     errors,
+    fallback,
     inline,
     satisfaction,
     stats,
@@ -22,5 +23,5 @@ def setup() -> Router:
     # in catch-alls (refusals, "a message to a ticket") that would take their updates.
     router.include_routers(errors.setup(), inline.setup(), canned.setup(), stats.setup(),
                            satisfaction.setup(), edits.setup(), agents.setup(),
-                           customer.setup())
+                           customer.setup(), fallback.setup())
     return router

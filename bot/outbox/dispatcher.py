@@ -132,13 +132,14 @@ class OutboxDispatcher:
         return wait if wait > SEND_PATIENCE_SECONDS else None
 
     async def _agent_chat_quota(self) -> int:
-        """Agent-chat rows to claim now: what the group can send within a
-        row's patience, less the rows of ours already waiting for it. The
-        group's 20 a minute are the scarcest budget: claiming more would only
-        churn rows through claims while they wait."""
-        if await self._agent_chat_wait() is not None:
+        """Agent-chat rows to claim now: one, the most urgent, when the group
+        can send within a row's patience and no row of ours is already
+        waiting for it. The group's 20 a minute are the scarcest budget:
+        rows claimed together would race for the next slot whatever their
+        priority, and claiming more would only churn rows while they wait."""
+        if self._agent_rows_in_flight or await self._agent_chat_wait() is not None:
             return 0
-        return max(0, 2 - self._agent_rows_in_flight)
+        return 1
 
     async def _seconds_to_next_due(self) -> float:
         return await self.store.seconds_to_next_due(agent_chat_wait=await self._agent_chat_wait())

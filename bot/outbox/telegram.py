@@ -31,7 +31,6 @@ from bot.outbox.payloads import ChatNotice, Kind, MessageRef, Notice, TicketRef
 from bot.outbox.queue import (
     LIVE_STATUSES,
     OutboxSignal,
-    agent_chat_lane,
     agent_lane,
     card_lane,
     enqueue,
@@ -39,7 +38,8 @@ from bot.outbox.queue import (
 )
 from bot.outbox.store import OutboxStore
 from bot.services import edits, render
-from bot.telegram.agent_chat import AgentChat, AgentChatProblem
+from bot.telegram.agent_chat import AgentChat
+from bot.telegram.agent_chat_watch import AgentChatWatch
 from bot.telegram.limits import Limits
 from bot.telegram.pacer import TelegramPacer
 from bridges.base import Capabilities
@@ -47,6 +47,7 @@ from bridges.base import Capabilities
 log = logging.getLogger("deskbridge.delivery")
 
 MERGE_LOOKAHEAD = 50
+AGENT_CHAT_AWAY_RETRY_SECONDS = 30.0
 
 
 @dataclass(slots=True)
@@ -61,27 +62,44 @@ class Part:
 
 class TelegramDeliveries:
     def __init__(self, store: OutboxStore, bot: Bot, pacer: TelegramPacer,
-                 agent_chat: AgentChat, capabilities: Capabilities, signal: OutboxSignal, *,
+                 watch: AgentChatWatch, capabilities: Capabilities, signal: OutboxSignal, *,
                  file_fetcher: Callable[[str], Awaitable[bytes]] | None = None) -> None:
         self._store = store
         self._sm = store.sessionmaker
         self._bot = bot
         self._pacer = pacer
-        self.agent_chat = agent_chat
+        self._watch = watch
+        self.agent_chat: AgentChat = watch.agent_chat
         self._capabilities = capabilities
         self._signal = signal
         self._fetch_url = file_fetcher
 
     def handlers(self) -> dict[Kind, KindHandler]:
-        return {
+        agent_chat: dict[Kind, KindHandler] = {
             Kind.MIRROR: self.mirror,
             Kind.CARD: self.card,
             Kind.AGENT_NOTICE: self.agent_notice,
-            Kind.CUSTOMER_MESSAGE: self.customer_message,
-            Kind.CUSTOMER_NOTICE: self.customer_notice,
             Kind.EDIT_MIRROR: self.edit_mirror,
             Kind.AGENT_CHAT_NOTICE: self.agent_chat_notice,
         }
+        return {
+            **{kind: self._while_in_agent_chat(handler) for kind, handler in agent_chat.items()},
+            Kind.CUSTOMER_MESSAGE: self.customer_message,
+            Kind.CUSTOMER_NOTICE: self.customer_notice,
+        }
+
+    def _while_in_agent_chat(self, handler: KindHandler) -> KindHandler:
+        """A 403 from the agent chat means the bot was removed (or may not
+        post): the row waits, no attempt spent, until the bot is back, and
+        customers' work goes on meanwhile (bot.telegram.agent_chat_watch)."""
+        async def deliver(row: OutboxItem, payload: Any) -> Outcome:
+            try:
+                return await handler(row, payload)
+            except TelegramForbiddenError as exc:
+                await self._watch.unreachable(str(exc))
+                raise Deferred(AGENT_CHAT_AWAY_RETRY_SECONDS) from exc
+
+        return deliver
 
     # ------------------------------------------------------------ agent chat
 
@@ -376,19 +394,9 @@ class TelegramDeliveries:
         except TelegramBadRequest as exc:
             if "not enough rights" not in str(exc).lower():
                 raise
-            log.error("the bot may not create topics in the agent chat (%s); tickets are "
-                      "threaded by replies until it is given the Manage topics right", exc)
-            chat.problems.add(AgentChatProblem.NO_TOPIC_RIGHTS)
-            await self._tell_agent_chat_once("agent.no_topic_rights")
+            await self._watch.no_topic_rights()
             return None
         return topic.message_thread_id
-
-    async def _tell_agent_chat_once(self, key: str) -> None:
-        async with self._sm.begin() as session:
-            enqueue(session, Kind.AGENT_CHAT_NOTICE, agent_chat_lane(),
-                    {"html": "⚠️ " + gettext(self.agent_chat.language, key)},
-                    key=f"chat-notice:{key}:{utcnow():%Y-%m-%d}")
-        self._signal.notify()
 
     async def _save_ticket_thread(self, ticket: Ticket, link: TgMessage | None = None) -> None:
         async with self._sm.begin() as session:

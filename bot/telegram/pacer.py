@@ -54,6 +54,9 @@ def current_patience() -> float | None:
     return _patience.get()
 
 
+REQUEUE_EARLY_SECONDS = 0.5
+
+
 class SendLater(Exception):
     """The call could not go within its patience: try again in `delay` seconds.
     Nothing was sent."""
@@ -96,10 +99,14 @@ class TelegramPacer:
                     wait = await self.budget.take(chat_id)
                     if wait <= 0:
                         return
-                if deadline is not None:
+                if deadline is not None and patience is not None:
                     left = deadline - loop.time()
                     if left <= 0 or (wait is not None and wait > left):
-                        raise SendLater(max(wait or 0.0, 0.05))
+                        # Come back a little before the slot is within patience
+                        # again, so that the caller (by its priority) is first
+                        # in line when it opens.
+                        raise SendLater(max(0.05, wait - patience - REQUEUE_EARLY_SECONDS)
+                                        if wait is not None else REQUEUE_EARLY_SECONDS)
                     wait = left if wait is None else wait
                 waiter.wake.clear()
                 with contextlib.suppress(TimeoutError):

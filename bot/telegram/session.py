@@ -22,7 +22,7 @@ Two more things the session does:
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -32,7 +32,7 @@ from aiogram.client.session.middlewares.base import (
     BaseRequestMiddleware,
     NextRequestMiddlewareType,
 )
-from aiogram.exceptions import ClientDecodeError, TelegramRetryAfter
+from aiogram.exceptions import ClientDecodeError, TelegramMigrateToChat, TelegramRetryAfter
 from aiogram.methods import Response, TelegramMethod
 from aiogram.methods.base import TelegramType
 from aiogram.types import Chat, Message
@@ -70,9 +70,11 @@ def chat_of(method: TelegramMethod[Any]) -> int | None:
 
 class PacedRequests(BaseRequestMiddleware):
     def __init__(self, pacer: TelegramPacer,
-                 on_429: Callable[[TelegramMethod[Any], float], None] | None = None) -> None:
+                 on_429: Callable[[TelegramMethod[Any], float], None] | None = None,
+                 on_migrate: Callable[[int, int], Awaitable[None]] | None = None) -> None:
         self.pacer = pacer
         self._on_429 = on_429
+        self._on_migrate = on_migrate
 
     async def __call__(self, make_request: NextRequestMiddlewareType[TelegramType], bot: Bot,
                        method: TelegramMethod[TelegramType]) -> Response[TelegramType]:
@@ -83,6 +85,13 @@ class PacedRequests(BaseRequestMiddleware):
             await self.pacer.acquire(chat_id)
             try:
                 return await make_request(bot, method)
+            except TelegramMigrateToChat as exc:
+                # The group became a supergroup with a new id: follow it.
+                if self._on_migrate is None or chat_id is None:
+                    raise
+                await self._on_migrate(chat_id, exc.migrate_to_chat_id)
+                method = method.model_copy(update={"chat_id": exc.migrate_to_chat_id})
+                chat_id = exc.migrate_to_chat_id
             except TelegramRetryAfter as exc:
                 # Our pacing stays under the documented limits, so a 429 means
                 # Telegram wants more room than that: for a group, that group
