@@ -25,7 +25,13 @@ from typing import Any
 
 from aiogram import BaseMiddleware, Bot
 from aiogram.exceptions import TelegramAPIError
-from aiogram.types import ChatMemberAdministrator, ChatMemberOwner, TelegramObject, Update
+from aiogram.types import (
+    Chat,
+    ChatMemberAdministrator,
+    ChatMemberOwner,
+    TelegramObject,
+    Update,
+)
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.db.models import BotState, utcnow
@@ -149,6 +155,11 @@ class AgentChatWatch:
                 {"html": "⚠️ " + gettext(self.agent_chat.language, key, **params)})
 
 
+def _is_forum(chat: Chat) -> bool | None:
+    """Telegram leaves `is_forum` out when it is false."""
+    return bool(chat.is_forum) if chat.type == "supergroup" else None
+
+
 class WatchAgentChat(BaseMiddleware):
     """Outer update middleware: the agent chat's `chat` and `my_chat_member`."""
 
@@ -161,9 +172,9 @@ class WatchAgentChat(BaseMiddleware):
             chat_id = self._watch.agent_chat.chat_id
             member = event.my_chat_member
             if member is not None and member.chat.id == chat_id:
-                self._watch.saw_chat(member.chat.is_forum)
+                self._watch.saw_chat(_is_forum(member.chat))
                 await self._watch.saw_member_status(member.new_chat_member)
             message = event.message or event.edited_message
             if message is not None and message.chat.id == chat_id:
-                self._watch.saw_chat(message.chat.is_forum)
+                self._watch.saw_chat(_is_forum(message.chat))
         return await handler(event, data)

@@ -57,7 +57,7 @@ async def test_hundreds_of_customers_open_requests_at_once(tg: FakeTelegramServe
         any("#" in (r["text"] or "") for r in s.sent_to(user_id)) for user_id, _ in customers
     ) or None, timeout=90)
     assert await _tickets(app) == SURGE_CUSTOMERS
-    for user_id, lang in customers:
+    for user_id, _ in customers:
         texts = [r["text"] or "" for r in tg.sent_to(user_id)]
         assert not any("Something went wrong" in t or "Что-то пошло не так" in t for t in texts)
     assert len(tg.calls("answerCallbackQuery")) >= SURGE_CUSTOMERS  # every press answered
