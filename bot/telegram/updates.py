@@ -70,6 +70,7 @@ class UpdateLoop:
             stopped = asyncio.ensure_future(self._stop.wait())
             await asyncio.wait({fetch, stopped}, return_when=asyncio.FIRST_COMPLETED)
             stopped.cancel()
+            await asyncio.gather(stopped, return_exceptions=True)
             if self._stop.is_set():
                 fetch.cancel()
                 await asyncio.gather(fetch, return_exceptions=True)
