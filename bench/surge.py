@@ -47,7 +47,8 @@ async def customer(tg: FakeTelegramServer, user_id: int, opened: dict[int, float
     tg.user_sends_text(user_id, user_id, "/start")
     menu = await tg.wait_for(lambda s: next(
         (r for r in s.sent_to(user_id) if r.get("reply_markup")), None), timeout=900)
-    data = next(b["callback_data"] for row in menu["reply_markup"]["inline_keyboard"]
+    markup = menu.get("reply_markup") or {}
+    data = next(b["callback_data"] for row in markup["inline_keyboard"]
                 for b in row if b["callback_data"].endswith(":new"))
     tg.user_presses(user_id, (user_id, menu["message_id"]), data)
     await tg.wait_for(lambda s: len(s.sent_to(user_id)) >= 2, timeout=900)
