@@ -26,6 +26,7 @@ import statistics
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 from bench.common import (
     AGENT_CHAT,
@@ -45,9 +46,9 @@ ERROR_WORDS = ("Something went wrong", "Что-то пошло не так")
 async def customer(tg: FakeTelegramServer, user_id: int, opened: dict[int, float],
                    asked: dict[int, float]) -> None:
     tg.user_sends_text(user_id, user_id, "/start")
-    menu = await tg.wait_for(lambda s: next(
+    menu: dict[str, Any] = await tg.wait_for(lambda s: next(
         (r for r in s.sent_to(user_id) if r.get("reply_markup")), None), timeout=900)
-    markup = menu.get("reply_markup") or {}
+    markup = menu["reply_markup"]
     data = next(b["callback_data"] for row in markup["inline_keyboard"]
                 for b in row if b["callback_data"].endswith(":new"))
     tg.user_presses(user_id, (user_id, menu["message_id"]), data)
