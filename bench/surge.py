@@ -46,7 +46,7 @@ ERROR_WORDS = ("Something went wrong", "Что-то пошло не так")
 async def customer(tg: FakeTelegramServer, user_id: int, opened: dict[int, float],
                    asked: dict[int, float]) -> None:
     tg.user_sends_text(user_id, user_id, "/start")
-    menu: dict[str, Any] = await tg.wait_for(lambda s: next(
+    menu: Any = await tg.wait_for(lambda s: next(
         (r for r in s.sent_to(user_id) if r.get("reply_markup")), None), timeout=900)
     markup = menu["reply_markup"]
     data = next(b["callback_data"] for row in markup["inline_keyboard"]
