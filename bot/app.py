@@ -36,6 +36,7 @@ from bot.outbox.dispatcher import OutboxDispatcher
 from bot.outbox.provider import ProviderDeliveries
 from bot.outbox.store import OutboxStore
 from bot.outbox.telegram import TelegramDeliveries
+from bot.services.bans import BanService
 from bot.services.edits import EditService
 from bot.services.knowledge import KnowledgeService
 from bot.services.satisfaction import SatisfactionService
@@ -274,7 +275,8 @@ async def build_app(
     agent_chat.forum = (await detect_forum(bot, agent_chat.chat_id)) if forum is None else forum
     sla_policy = SlaPolicy.from_settings(settings)
     tickets = TicketService(sessionmaker, bridge, signal, provider=settings.provider,
-                            sla_policy=sla_policy)
+                            sla_policy=sla_policy,
+                            messages_per_minute=settings.customer_messages_per_minute)
     sync = SyncService(sessionmaker, bridge, signal, provider=settings.provider,
                        sla_policy=sla_policy)
     sla = SlaService(sessionmaker, signal, sla_policy, agent_chat_id=agent_chat.chat_id,
@@ -311,6 +313,7 @@ async def build_app(
     dispatcher["edits"] = EditService(sessionmaker, bridge, signal,
                                       agent_language=settings.agent_language)
     dispatcher["stats"] = StatsService(sessionmaker)
+    dispatcher["bans"] = BanService(sessionmaker)
     scheduler = AsyncIOScheduler()
     return App(settings=settings, engine=engine, sessionmaker=sessionmaker, bot=bot,
                dispatcher=dispatcher, bridge=bridge, tickets=tickets, sync=sync, outbox=outbox,

@@ -141,6 +141,10 @@ class Settings(DatabaseSettings):
     sla_autoclose_days: float = Field(default=7.0, ge=0)
     sla_check_interval_seconds: float = Field(default=60.0, gt=0)
 
+    # Flood control (bot.services.tickets): a customer's messages above this
+    # rate are merged into one mirror and one helpdesk message. 0 = off.
+    customer_messages_per_minute: int = Field(default=20, ge=0)
+
     @field_validator("telegram_bot_token")
     @classmethod
     def _token(cls, value: SecretStr) -> SecretStr:

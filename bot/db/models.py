@@ -83,7 +83,24 @@ class Customer(Base):
     # The ticket later messages go to when the customer has several open.
     selected_ticket_id: Mapped[int | None] = mapped_column(IdType)
     blocked_at: Mapped[datetime | None]
+    # Flood control (bot.services.flood): when the customer was last asked to slow down.
+    slow_down_told_at: Mapped[datetime | None]
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Ban(Base):
+    """A Telegram user whose messages the bot neither relays nor turns into
+    tickets (`/ban`). Keyed by the Telegram id, so someone who never wrote can
+    be banned too; `told_at` is when they got the one polite notice."""
+
+    __tablename__ = "bans"
+
+    id: Mapped[int] = mapped_column(IdType, primary_key=True)
+    tg_user_id: Mapped[int] = mapped_column(BigInteger, unique=True)
+    reason: Mapped[str | None] = mapped_column(Text)
+    banned_by: Mapped[str | None] = mapped_column(String(256))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    told_at: Mapped[datetime | None]
 
 
 class Agent(Base):
@@ -134,6 +151,11 @@ class Ticket(Base):
     reply_due_at: Mapped[datetime | None] = mapped_column(index=True)
     reply_reminded_at: Mapped[datetime | None]
     autoclose_at: Mapped[datetime | None] = mapped_column(index=True)
+    # What the ticket's forum topic shows now (bot.outbox.telegram.topic_state):
+    # the status its name carries, whether it is closed, whether the card is pinned.
+    tg_topic_status: Mapped[str | None] = mapped_column(String(16))
+    tg_topic_closed: Mapped[bool] = mapped_column(Boolean, default=False, server_default="0")
+    tg_card_pinned: Mapped[bool] = mapped_column(Boolean, default=False, server_default="0")
 
 
 class Message(Base):
@@ -160,6 +182,10 @@ class Message(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     # Set when the customer edited the message in Telegram (its text is the new one).
     edited_at: Mapped[datetime | None]
+    # Flood control: a customer above CUSTOMER_MESSAGES_PER_MINUTE has their
+    # messages merged into this one until `merged_until`; `parts` counts them.
+    merged_until: Mapped[datetime | None]
+    parts: Mapped[int] = mapped_column(Integer, default=1, server_default="1")
 
 
 class Attachment(Base):

@@ -6,6 +6,7 @@ from aiogram import Router
 
 from bot.handlers import (
     agents,
+    bans,
     canned,
     customer,
     edits,
@@ -22,6 +23,7 @@ def setup() -> Router:
     # The agent-toolkit routers come before `agents` and `customer`: those end
     # in catch-alls (refusals, "a message to a ticket") that would take their updates.
     router.include_routers(errors.setup(), inline.setup(), canned.setup(), stats.setup(),
+                           bans.setup(),
                            satisfaction.setup(), edits.setup(), agents.setup(),
                            customer.setup(), fallback.setup())
     return router

@@ -14,6 +14,7 @@ from aiogram.types import CallbackQuery, ChatMemberUpdated, Message, ReplyKeyboa
 from bot import keyboards
 from bot.callbacks import CustomerCb, DepartmentCb, MenuCb
 from bot.filters import AgentAccess
+from bot.handlers.bans import KeepBannedOut
 from bot.handlers.convert import incoming, is_supported, tg_user
 from bot.i18n import LANGUAGES, gettext
 from bot.outbox.provider import BOT_API_DOWNLOAD_LIMIT
@@ -22,7 +23,8 @@ from bot.services.tickets import TicketService
 from bot.services.types import CustomerResult, Outcome, TicketSummary
 from bridges.base import TicketStatus
 
-AGENT_COMMANDS = ("take", "assign", "close", "reopen", "priority", "note", "refer", "canned")
+AGENT_COMMANDS = ("take", "assign", "close", "reopen", "priority", "note", "refer", "canned",
+                  "ban", "unban", "bans")
 
 
 class NewRequest(StatesGroup):
@@ -297,6 +299,8 @@ def setup() -> Router:
     router.message.filter(F.chat.type == "private")
     router.callback_query.filter(F.message.chat.type == "private")
     router.my_chat_member.filter(F.chat.type == "private")
+    router.message.middleware(KeepBannedOut())
+    router.callback_query.middleware(KeepBannedOut())
 
     router.message.register(start, CommandStart())
     router.message.register(menu, Command("menu"))

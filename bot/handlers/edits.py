@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 from aiogram import F, Router
 from aiogram.types import Message
 
+from bot.handlers.bans import KeepBannedOut
 from bot.handlers.convert import incoming, is_supported
 from bot.services.edits import EditService
 
@@ -19,5 +20,6 @@ async def on_customer_edit(message: Message, edits: EditService) -> None:
 def setup() -> Router:
     router = Router(name=__name__)
     router.edited_message.filter(F.chat.type == "private")
+    router.edited_message.middleware(KeepBannedOut())
     router.edited_message.register(on_customer_edit, is_supported)
     return router

@@ -11,6 +11,7 @@ from aiogram.types import CallbackQuery, Message
 
 from bot import keyboards
 from bot.callbacks import CustomerCb
+from bot.handlers.bans import KeepBannedOut
 from bot.handlers.convert import tg_user
 from bot.i18n import gettext, pick_language
 from bot.services.satisfaction import SatisfactionService
@@ -70,6 +71,8 @@ def setup() -> Router:
     router = Router(name=__name__)
     router.message.filter(F.chat.type == "private")
     router.callback_query.filter(F.message.chat.type == "private")
+    router.message.middleware(KeepBannedOut())
+    router.callback_query.middleware(KeepBannedOut())
     router.callback_query.register(
         on_stars, CustomerCb.filter((F.action == "rate") & (F.value > 0)))
     router.callback_query.register(on_skip, CustomerCb.filter(F.action == SKIP_ACTION))

@@ -54,6 +54,15 @@ class EditService:
                 return False  # a command, or a message the bot never kept
             if (message.text, message.html) == (incoming.text, incoming.html):
                 return False  # the same edit handed out again
+            if message.parts > 1:
+                # Flood control merged several Telegram messages into this one:
+                # which part changed cannot be told, so the agents get the new text.
+                if message.ticket_id is not None and incoming.text:
+                    enqueue(session, Kind.AGENT_NOTICE, agent_lane(message.ticket_id),
+                            {"ticket_id": message.ticket_id, "key": "agent.flood_part_edited",
+                             "params": {"text": incoming.text[:3000]}})
+                    self._signal.notify()
+                return bool(incoming.text)
             old_text = message.text
             message.text = incoming.text
             message.html = incoming.html

@@ -8,10 +8,12 @@ directly, except `link_agent`, which only reads the provider's accounts.
 
 from __future__ import annotations
 
+import html
 import re
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import timedelta
 
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
@@ -70,6 +72,17 @@ TICKET_TAG = re.compile(r"^(?:🎫 )?#([\w-]+)")
 TICKET_NUMBER = re.compile(r"#([\w-]+)")
 SUBJECT_MAX = 120
 OPEN_STATUSES = (TicketStatus.OPEN.value, TicketStatus.WAITING.value)
+# Flood control: a customer over CUSTOMER_MESSAGES_PER_MINUTE has what they
+# write in the next seconds merged into one message; its outbox rows wait a
+# little longer than the merge window, so a part merged at the last moment
+# is never missed by a delivery that already read the message.
+FLOOD_WINDOW = timedelta(minutes=1)
+FLOOD_MERGE_SECONDS = 10.0
+FLOOD_DELIVERY_MARGIN_SECONDS = 2.0
+
+
+def render_escape(text: str) -> str:
+    return html.escape(text, quote=False)
 
 
 def subject_from_text(text: str, fallback: str) -> str:
@@ -119,12 +132,14 @@ class TicketService:
         *,
         provider: str,
         sla_policy: SlaPolicy | None = None,
+        messages_per_minute: int = 0,
     ) -> None:
         self._sessionmaker = sessionmaker
         self._bridge = bridge
         self._signal = signal
         self.provider = provider
         self._sla = sla_policy or SlaPolicy()
+        self._per_minute = messages_per_minute  # 0: no flood control
         self._departments: tuple[float, tuple[Department, ...]] | None = None
 
     @property
@@ -327,6 +342,8 @@ class TicketService:
         self, session: AsyncSession, customer: Customer, ticket: Ticket,
         incoming: IncomingMessage,
     ) -> CustomerResult:
+        if await self._merged_as_flood(session, customer, ticket, incoming):
+            return CustomerResult(Outcome.APPENDED, summarize(ticket, customer.full_name))
         message = await self._new_message(session, customer, ticket, incoming)
         ticket.updated_at = utcnow()
         if ticket.status == TicketStatus.WAITING:
@@ -334,6 +351,56 @@ class TicketService:
         self._enqueue_customer_message(session, ticket, message,
                                        delay=self._album_delay(incoming))
         return CustomerResult(Outcome.APPENDED, summarize(ticket, customer.full_name))
+
+    async def _merged_as_flood(
+        self, session: AsyncSession, customer: Customer, ticket: Ticket,
+        incoming: IncomingMessage,
+    ) -> bool:
+        """Flood control. Above the customer's rate, what they write is merged
+        into one message (one mirror in the topic, one post to the helpdesk)
+        that collects for FLOOD_MERGE_SECONDS; they are asked once to slow
+        down. Nothing is dropped: every part's text and files are in it, and
+        every Telegram message of theirs is linked to it."""
+        if not self._per_minute:
+            return False
+        now = utcnow()
+        batch = await session.scalar(
+            select(Message).where(Message.ticket_id == ticket.id,
+                                  Message.customer_id == customer.id,
+                                  Message.merged_until > now)
+            .order_by(Message.id.desc()).limit(1))
+        if batch is None:
+            recent = await session.scalar(
+                select(func.coalesce(func.sum(Message.parts), 0)).where(
+                    Message.customer_id == customer.id,
+                    Message.created_at > now - FLOOD_WINDOW)) or 0
+            if recent < self._per_minute:
+                return False
+            batch = await self._new_message(session, customer, ticket, incoming)
+            batch.merged_until = now + timedelta(seconds=FLOOD_MERGE_SECONDS)
+            ticket.updated_at = now
+            if ticket.status == TicketStatus.WAITING:
+                ticket.status = TicketStatus.OPEN.value
+            self._enqueue_customer_message(
+                session, ticket, batch,
+                delay=FLOOD_MERGE_SECONDS + FLOOD_DELIVERY_MARGIN_SECONDS)
+            told = customer.slow_down_told_at
+            if told is None or told < now - FLOOD_WINDOW:
+                customer.slow_down_told_at = now
+                enqueue(session, Kind.CUSTOMER_NOTICE, customer_lane(customer.id),
+                        {"ticket_id": ticket.id, "key": "customer.slow_down"})
+            return True
+        if incoming.text:
+            if batch.html is not None or incoming.html is not None:
+                batch.html = "\n\n".join(
+                    part for part in (batch.html or render_escape(batch.text),
+                                      incoming.html or render_escape(incoming.text)) if part)
+            batch.text = "\n\n".join(part for part in (batch.text, incoming.text) if part)
+        batch.parts += 1
+        await self._add_files(session, batch, incoming)
+        await self._link(session, incoming, batch)
+        ticket.updated_at = now
+        return True
 
     def _enqueue_customer_message(
         self, session: AsyncSession, ticket: Ticket, message: Message, delay: float = 0.0
