@@ -14,6 +14,8 @@ from bot.outbox.queue import (
     enqueue,
     provider_lane,
     refresh_card,
+    sync_topic,
+    topic_lane,
 )
 
 __all__ = [
@@ -27,4 +29,6 @@ __all__ = [
     "enqueue",
     "provider_lane",
     "refresh_card",
+    "sync_topic",
+    "topic_lane",
 ]

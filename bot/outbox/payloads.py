@@ -26,6 +26,9 @@ class Kind(enum.StrEnum):
     EDIT_MIRROR = "tg.edit_mirror"
     # A message to the agent chat itself (its general topic), about no one ticket.
     AGENT_CHAT_NOTICE = "tg.agent_chat_notice"
+    # Bring the ticket's forum topic in line with the ticket: its name shows
+    # the status, it is closed while the ticket is, the card is pinned.
+    TOPIC_STATE = "tg.topic_state"
 
     @property
     def toward_provider(self) -> bool:
@@ -34,7 +37,7 @@ class Kind(enum.StrEnum):
 
 @dataclass(frozen=True, slots=True)
 class TicketRef:
-    """CARD: the card shows the ticket's current state, whatever changed."""
+    """CARD, TOPIC_STATE: show the ticket's current state, whatever changed."""
 
     ticket_id: int
 
@@ -102,6 +105,7 @@ PAYLOADS: dict[Kind, type[Any]] = {
     Kind.CUSTOMER_NOTICE: Notice,
     Kind.EDIT_MIRROR: MessageRef,
     Kind.AGENT_CHAT_NOTICE: ChatNotice,
+    Kind.TOPIC_STATE: TicketRef,
 }
 
 

@@ -39,6 +39,7 @@ _DEFAULT_PRIORITY = {
     Kind.AGENT_NOTICE: SendPriority.HELPDESK,
     Kind.EDIT_MIRROR: SendPriority.HELPDESK,
     Kind.AGENT_CHAT_NOTICE: SendPriority.HELPDESK,
+    Kind.TOPIC_STATE: SendPriority.CARD,
 }
 
 AGENT_CHAT_PREFIX = "a:"  # every lane toward the agent chat starts with it
@@ -56,6 +57,12 @@ def card_lane(ticket_id: int) -> str:
     """Card edits have a lane of their own, so that they never hold the
     ticket's messages back (they go last and are coalesced)."""
     return f"a:{ticket_id}:card"
+
+
+def topic_lane(ticket_id: int) -> str:
+    """Topic renames, closing, reopening and the card's pin: last, like card
+    edits, and in a lane of their own so they never hold messages back."""
+    return f"a:{ticket_id}:topic"
 
 
 def customer_lane(customer_id: int) -> str:
@@ -112,6 +119,13 @@ def enqueue(
     )
     session.add(item)
     return item
+
+
+def sync_topic(session: AsyncSession, ticket_id: int) -> OutboxItem:
+    """Bring the ticket's topic in line with the ticket (queued ones coalesce:
+    each compares what the topic shows with what it should)."""
+    return enqueue(session, Kind.TOPIC_STATE, topic_lane(ticket_id), {"ticket_id": ticket_id},
+                   priority=SendPriority.CARD)
 
 
 def refresh_card(session: AsyncSession, ticket_id: int, *, delay: float = 0.0) -> OutboxItem:

@@ -10,6 +10,7 @@ never repeats one.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
@@ -35,6 +36,7 @@ from bot.outbox.queue import (
     card_lane,
     enqueue,
     refresh_card,
+    sync_topic,
 )
 from bot.outbox.store import OutboxStore
 from bot.services import edits, render
@@ -81,6 +83,7 @@ class TelegramDeliveries:
             Kind.AGENT_NOTICE: self.agent_notice,
             Kind.EDIT_MIRROR: self.edit_mirror,
             Kind.AGENT_CHAT_NOTICE: self.agent_chat_notice,
+            Kind.TOPIC_STATE: self.topic_state,
         }
         return {
             **{kind: self._while_in_agent_chat(handler) for kind, handler in agent_chat.items()},
@@ -172,6 +175,9 @@ class TelegramDeliveries:
         had_card = ticket.tg_card_message_id is not None
         ticket = await self._ensure_thread(ticket, customer)
         outcome = Outcome(also_done=await self._collapsible_cards(row))
+        if self._topic_out_of_date(ticket):
+            ticket_id = ticket.id
+            outcome.apply.append(lambda session: sync_topic(session, ticket_id))
         if not had_card:
             return outcome  # just created, with the current state
         opening = await self._opening_message(ticket.id)
@@ -190,6 +196,80 @@ class TelegramDeliveries:
                 raise Deferred(0.1) from exc
             raise
         return outcome
+
+    def _topic_out_of_date(self, ticket: Ticket) -> bool:
+        if not self._in_topic(ticket):
+            return False
+        return (ticket.tg_topic_status != ticket.status
+                or ticket.tg_topic_closed != (ticket.status == "closed")
+                or (ticket.tg_card_message_id is not None and not ticket.tg_card_pinned))
+
+    async def topic_state(self, row: OutboxItem, payload: TicketRef) -> Outcome:
+        """The topic shows the ticket's state: its name starts with the status
+        icon (render.topic_name), it is closed while the ticket is, and the
+        card is pinned in it. Each call is paced like any other and recorded
+        as it succeeds, so a retry repeats none; queued rows of the lane are
+        coalesced (this one brings the topic to the ticket's current state)."""
+        outcome = Outcome(also_done=await self._collapsible(row, Kind.TOPIC_STATE))
+        ticket, customer = await self._load(payload.ticket_id)
+        chat = self.agent_chat
+        if not self._in_topic(ticket) or not self._topic_out_of_date(ticket):
+            return outcome
+        assert ticket.tg_topic_id is not None
+        if ticket.tg_card_message_id is not None and not ticket.tg_card_pinned:
+            try:
+                await self._bot.pin_chat_message(chat.chat_id, ticket.tg_card_message_id,
+                                                 disable_notification=True)
+            except TelegramBadRequest as exc:
+                text = str(exc).lower()
+                if "not enough rights" in text or "chat_admin_required" in text:
+                    # Without *Pin messages* the card stays at the top of the topic anyway.
+                    log.warning("cannot pin the card of ticket %s: %s", ticket.id, exc)
+                elif "message to pin not found" not in text:
+                    raise
+            await self._save_topic(ticket.id, tg_card_pinned=True)
+        closed = ticket.status == "closed"
+        if ticket.tg_topic_status != ticket.status:
+            try:
+                await self._bot.edit_forum_topic(chat.chat_id, ticket.tg_topic_id,
+                                                 name=render.topic_name(ticket, customer))
+            except TelegramBadRequest as exc:
+                if "topic_not_modified" not in str(exc).lower():
+                    raise
+            await self._save_topic(ticket.id, tg_topic_status=ticket.status)
+        if ticket.tg_topic_closed != closed:
+            if closed and await self._thread_pending(ticket.id):
+                # Messages still going to the topic: close it after them.
+                raise Deferred(2.0)
+            try:
+                if closed:
+                    await self._bot.close_forum_topic(chat.chat_id, ticket.tg_topic_id)
+                else:
+                    await self._bot.reopen_forum_topic(chat.chat_id, ticket.tg_topic_id)
+            except TelegramBadRequest as exc:
+                if "topic_not_modified" not in str(exc).lower():
+                    raise
+            await self._save_topic(ticket.id, tg_topic_closed=closed)
+        return outcome
+
+    async def _save_topic(self, ticket_id: int, **values: Any) -> None:
+        async with self._sm.begin() as session:
+            await session.execute(update(Ticket).where(Ticket.id == ticket_id).values(**values))
+
+    async def _collapsible(self, head: OutboxItem, kind: Kind) -> list[int]:
+        """Pending rows of `kind` right behind `head` in its lane: one delivery serves them."""
+        async with self._sm() as session:
+            rows = await session.scalars(
+                select(OutboxItem).where(OutboxItem.lane == head.lane,
+                                         OutboxItem.status == "pending",
+                                         OutboxItem.id > head.id)
+                .order_by(OutboxItem.id).limit(MERGE_LOOKAHEAD))
+            collapsed = []
+            for row in rows:
+                if row.kind != kind:
+                    break
+                collapsed.append(row.id)
+            return collapsed
 
     async def _thread_pending(self, ticket_id: int) -> bool:
         async with self._sm() as session:
@@ -373,6 +453,9 @@ class TelegramDeliveries:
             if topic_id is not None:
                 ticket.tg_topic_id = topic_id
                 ticket.tg_card_message_id = None
+                # Named with the status it has now (render.topic_name), open.
+                ticket.tg_topic_status = ticket.status
+                ticket.tg_topic_closed = False
                 await self._save_ticket_thread(ticket)
         if ticket.tg_card_message_id is None:
             opening = await self._opening_message(ticket.id)
@@ -380,6 +463,7 @@ class TelegramDeliveries:
                                                               chat.language),
                                           markup=self._card_markup(ticket), thread_only=True)
             ticket.tg_card_message_id = sent.message_id
+            ticket.tg_card_pinned = False
             await self._save_ticket_thread(ticket, link=sent)
         return ticket
 
@@ -401,10 +485,14 @@ class TelegramDeliveries:
     async def _save_ticket_thread(self, ticket: Ticket, link: TgMessage | None = None) -> None:
         async with self._sm.begin() as session:
             await session.execute(update(Ticket).where(Ticket.id == ticket.id).values(
-                tg_topic_id=ticket.tg_topic_id, tg_card_message_id=ticket.tg_card_message_id))
+                tg_topic_id=ticket.tg_topic_id, tg_card_message_id=ticket.tg_card_message_id,
+                tg_topic_status=ticket.tg_topic_status, tg_topic_closed=ticket.tg_topic_closed,
+                tg_card_pinned=ticket.tg_card_pinned))
             if link is not None:
                 session.add(TgLink(tg_chat_id=link.chat.id, tg_message_id=link.message_id,
                                    ticket_id=ticket.id, direction="out"))
+            if self._topic_out_of_date(ticket):
+                sync_topic(session, ticket.id)  # pin the new card, name the topic
 
     async def _opening_message(self, ticket_id: int) -> Message | None:
         async with self._sm() as session:
@@ -453,7 +541,12 @@ class TelegramDeliveries:
             await self._save_ticket_thread(ticket)
             raise Deferred(0.1) from exc
         if "topic_closed" in description and ticket.tg_topic_id is not None:
-            await self._bot.reopen_forum_topic(self.agent_chat.chat_id, ticket.tg_topic_id)
+            with contextlib.suppress(TelegramBadRequest):  # TOPIC_NOT_MODIFIED: open already
+                await self._bot.reopen_forum_topic(self.agent_chat.chat_id, ticket.tg_topic_id)
+            # Open now; the topic row closes it again after what is still to post,
+            # if the ticket stays closed.
+            ticket.tg_topic_closed = False
+            await self._save_ticket_thread(ticket)
             raise Deferred(0.1) from exc
 
     async def _send_html(self, chat_id: int, text: str, *,

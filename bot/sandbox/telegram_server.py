@@ -725,6 +725,7 @@ class FakeTelegramServer:
         self.inline_answers: dict[str, JsonDict] = {}
         self.inline_queries: dict[str, JsonDict] = {}
         self.reactions: dict[tuple[int, int], list[JsonDict]] = {}
+        self.pinned: dict[int, list[int]] = {}  # chat id → pinned message ids, oldest first
         self.commands: dict[tuple[str, str], list[JsonDict]] = {}
         self.menu_buttons: dict[int | None, JsonDict | None] = {}
         self.webhook_url = ""
@@ -1912,6 +1913,40 @@ class FakeTelegramServer:
             raise bad_request("message to react not found")
         self._check_rate_limit(chat)
         self.reactions[(chat.id, message_id)] = params.get("reaction", [])
+        return True
+
+    @api_method("pinChatMessage")
+    def _pin_chat_message(self, params: _Params) -> bool:
+        chat = self._writable_chat(params.get("chat_id"))
+        message_id = params.integer("message_id") or 0
+        message = chat.messages.get(message_id)
+        if message is None:
+            raise bad_request("message to pin not found")
+        # In groups the bot must be an administrator with can_pin_messages.
+        if chat.type != "private" and (
+            chat.bot_status != "administrator" or not chat.bot_rights.get("can_pin_messages", True)
+        ):
+            raise bad_request("not enough rights to manage pinned messages in the chat")
+        self._check_rate_limit(chat)
+        pinned = self.pinned.setdefault(chat.id, [])
+        if message_id in pinned:
+            pinned.remove(message_id)
+        pinned.append(message_id)
+        # Telegram posts a service message (silently with disable_notification).
+        self._store_message(
+            chat, self.bot_user, message.get("message_thread_id"), None,
+            {"pinned_message": without_reply(message)},
+        )
+        return True
+
+    @api_method("unpinChatMessage")
+    def _unpin_chat_message(self, params: _Params) -> bool:
+        chat = self._writable_chat(params.get("chat_id"))
+        pinned = self.pinned.get(chat.id, [])
+        message_id = params.integer("message_id") or (pinned[-1] if pinned else 0)
+        if message_id not in pinned:
+            raise bad_request("message to unpin not found")
+        pinned.remove(message_id)
         return True
 
     @api_method("answerCallbackQuery")

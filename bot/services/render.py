@@ -30,8 +30,16 @@ def number(ticket: Ticket) -> str:
     return ticket.number or str(ticket.id)
 
 
+# What a ticket's topic name starts with (bot.outbox.telegram keeps it current):
+# the topic list shows each ticket's state at a glance. A custom-emoji topic
+# icon would need ids from getForumTopicIconStickers, which differ per
+# Telegram deployment; a name works in every forum.
+TOPIC_STATUS_ICON = {"open": "🟢", "waiting": "🟡", "closed": "✅"}
+
+
 def topic_name(ticket: Ticket, customer: Customer) -> str:
-    name = f"#{number(ticket)} {ticket.subject} — {customer.full_name}"
+    icon = TOPIC_STATUS_ICON.get(ticket.status, "")
+    name = f"{icon} #{number(ticket)} {ticket.subject} — {customer.full_name}".lstrip()
     return name if len(name) <= TOPIC_NAME_LIMIT else name[: TOPIC_NAME_LIMIT - 1] + "…"
 
 

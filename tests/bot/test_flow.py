@@ -36,7 +36,7 @@ async def test_full_flow(tg: FakeTelegramServer, app: App) -> None:
     await tg.wait_for(lambda s: find(s.sent_to(IVAN), "Здравствуйте"))
     topic, card = await open_ticket(tg, IVAN, "Принтер не печатает\nОшибка 42 с утра")
     created = tg.calls("createForumTopic")
-    assert [c["name"] for c in created] == ["#1 Принтер не печатает — Ivan"]
+    assert [c["name"] for c in created] == ["🟢 #1 Принтер не печатает — Ivan"]
     assert "Ошибка 42 с утра" in card["text"]
     assert "Ivan (@ivan)" in card["text"]
     notice = await tg.wait_for(lambda s: find(s.sent_to(IVAN), "#1"))

@@ -72,7 +72,7 @@ async def test_a_conversation_through_zenlix(
         [ticket] = fake.tickets
         assert (ticket.client, ticket.unit, ticket.subj) == (ivan, 2, "1")
         assert ticket.text == "Не работает VPN\nс самого утра"
-        assert tg.calls("createForumTopic")[0]["name"].startswith(f"#{ticket.id} ")
+        assert tg.calls("createForumTopic")[0]["name"].startswith(f"🟢 #{ticket.id} ")
 
         # Typed in the Zenlix UI: the customer and the topic get it.
         fake.comment_as(world.olga, ticket.hash, "Перезагрузите роутер, пожалуйста")
