@@ -30,12 +30,14 @@ from bot.db.models import OutboxItem, utcnow
 from bot.db.session import create_engine, create_sessionmaker
 from bot.filters import AgentAccess
 from bot.leader import LeaderLock
+from bot.menus import register_commands
 from bot.middlewares import RetryWhileDatabaseDown
 from bot.outbox import OutboxSignal
 from bot.outbox.dispatcher import OutboxDispatcher
 from bot.outbox.provider import ProviderDeliveries
 from bot.outbox.store import OutboxStore
 from bot.outbox.telegram import TelegramDeliveries
+from bot.services import render
 from bot.services.bans import BanService
 from bot.services.edits import EditService
 from bot.services.knowledge import KnowledgeService
@@ -138,6 +140,8 @@ class App:
         as the bot receives updates (by long polling or webhook)."""
         # The health server first: a busy port stops the start before anything runs.
         http = await self._start_http() if self.settings.http_listen else None
+        await register_commands(self.bot, self.settings.agent_chat_id,
+                                self.settings.agent_language, self.bridge.capabilities)
         if not self.leader.uses_database:
             await self.outbox.release_all_claims()  # ours, from before a crash
         self._stop.clear()
@@ -254,6 +258,7 @@ async def build_app(
     bridge: HelpdeskBridge | None = None,
     forum: bool | None = None,
 ) -> App:
+    render.set_timezone(settings.timezone)
     engine = create_engine(settings.database_url, inline_sqlite=True)
     sessionmaker = create_sessionmaker(engine)
     http = httpx.AsyncClient(timeout=httpx.Timeout(30.0, connect=10.0))
@@ -312,7 +317,7 @@ async def build_app(
                                                      agent_language=settings.agent_language)
     dispatcher["edits"] = EditService(sessionmaker, bridge, signal,
                                       agent_language=settings.agent_language)
-    dispatcher["stats"] = StatsService(sessionmaker)
+    dispatcher["stats"] = StatsService(sessionmaker, render.timezone())
     dispatcher["bans"] = BanService(sessionmaker)
     scheduler = AsyncIOScheduler()
     return App(settings=settings, engine=engine, sessionmaker=sessionmaker, bot=bot,

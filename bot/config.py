@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import os
 import re
+import zoneinfo
 from functools import cached_property
 from pathlib import Path
 from typing import Annotated
@@ -112,6 +113,9 @@ class Settings(DatabaseSettings):
     redis_url: str | None = None
     provider: str = "local"
     poll_interval_seconds: float = Field(default=15.0, gt=0)
+    # Dates people read (cards, reminders, histories, /stats days) are shown
+    # in this zone, named next to the time.
+    timezone: str = "UTC"
 
     webhook_url: str | None = None
     webhook_secret: SecretStr | None = Field(default=None, validate_default=True)
@@ -205,6 +209,16 @@ class Settings(DatabaseSettings):
         value = value.strip().lower()
         if value not in PROVIDERS:
             raise PydanticCustomError("choice", "unknown provider")
+        return value
+
+    @field_validator("timezone")
+    @classmethod
+    def _zone(cls, value: str) -> str:
+        value = value.strip()
+        try:
+            zoneinfo.ZoneInfo(value)
+        except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+            raise PydanticCustomError("zone", "unknown time zone") from None
         return value
 
     @field_validator("webhook_url")

@@ -3,8 +3,10 @@
 Texts live in `bot/locales/<lang>/LC_MESSAGES/messages.po`; the msgid is a
 stable key (`customer.greeting`) and the msgstr the Telegram HTML text with
 `{params}`. Every key exists in every language with the same placeholders (a
-test checks). A user's language comes from Telegram's `language_code` and can
-be changed in the menu; the agent chat has one language (`AGENT_LANGUAGE`).
+test checks). A text that counts something is a plural entry (`msgid_plural`,
+one `msgstr[n]` per form of the language) read with `ngettext`. A user's
+language comes from Telegram's `language_code` and can be changed in the
+menu; the agent chat has one language (`AGENT_LANGUAGE`).
 
 The catalogs are compiled in memory when first used (Babel reads the .po and
 writes the .mo into a buffer that `gettext` loads), so a plain
@@ -50,10 +52,26 @@ def translations(language: str) -> Translations:
 
 
 @cache
+def forms(language: str) -> dict[str, tuple[str, ...]]:
+    """Every key of a language and its text: one form, or a plural key's
+    forms in the language's order (fuzzy or empty entries excluded)."""
+    found: dict[str, tuple[str, ...]] = {}
+    for message in _po(language):
+        if not message.id or message.fuzzy:
+            continue
+        key = message.id[0] if isinstance(message.id, tuple | list) else message.id
+        texts = tuple(message.string) if isinstance(message.string, tuple | list) else (
+            message.string,)
+        if all(texts):
+            found[str(key)] = tuple(str(text) for text in texts)
+    return found
+
+
+@cache
 def catalog(language: str) -> dict[str, str]:
-    """Every key of a language and its text (fuzzy or empty entries excluded)."""
-    return {str(message.id): str(message.string) for message in _po(language)
-            if message.id and message.string and not message.fuzzy}
+    """Every key of a language and its text (a plural key: its last form; all
+    of them: `forms`)."""
+    return {key: texts[-1] for key, texts in forms(language).items()}
 
 
 def pick_language(language_code: str | None) -> str:
@@ -68,8 +86,22 @@ def pick_language(language_code: str | None) -> str:
     return DEFAULT_LANGUAGE
 
 
+def ngettext(language: str, key: str, count: int, /, **params: Any) -> str:
+    """The form of a plural key for `count` ("1 оценка, 2 оценки, 5 оценок"),
+    formatted with `count` and `params`."""
+    language = language if language in LANGUAGES else DEFAULT_LANGUAGE
+    template = translations(language).ngettext(key, key, count)
+    if template == key and language != DEFAULT_LANGUAGE:
+        template = translations(DEFAULT_LANGUAGE).ngettext(key, key, count)
+    if template == key:
+        raise KeyError(key)
+    return template.format(count=count, **params)
+
+
 def gettext(language: str, key: str, /, **params: Any) -> str:
     language = language if language in LANGUAGES else DEFAULT_LANGUAGE
+    if len(forms(DEFAULT_LANGUAGE).get(key, ())) > 1:
+        raise KeyError(f"{key} counts something: read it with ngettext")
     template = translations(language).gettext(key)
     if template == key and language != DEFAULT_LANGUAGE:
         template = translations(DEFAULT_LANGUAGE).gettext(key)

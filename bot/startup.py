@@ -17,6 +17,7 @@ from typing import Any, TypeVar
 from aiogram import Bot
 from aiogram.exceptions import (
     TelegramAPIError,
+    TelegramMigrateToChat,
     TelegramNetworkError,
     TelegramServerError,
     TelegramUnauthorizedError,
@@ -215,7 +216,12 @@ async def telegram_facts(bot: Bot, settings: Settings) -> TelegramFacts:
     except TelegramAPIError as exc:
         raise telegram_failure(exc, settings) from None
     try:
-        chat = await bot.get_chat(settings.agent_chat_id, request_timeout=TELEGRAM_TIMEOUT)
+        try:
+            chat = await bot.get_chat(settings.agent_chat_id, request_timeout=TELEGRAM_TIMEOUT)
+        except TelegramMigrateToChat as exc:
+            # Telegram made the group a supergroup: the bot follows the new id
+            # (bot.telegram.agent_chat_watch), so this is no reason to stop.
+            chat = await bot.get_chat(exc.migrate_to_chat_id, request_timeout=TELEGRAM_TIMEOUT)
     except (TelegramNetworkError, TelegramServerError) as exc:
         raise telegram_failure(exc, settings) from None
     except TelegramAPIError as exc:

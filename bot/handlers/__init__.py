@@ -12,6 +12,7 @@ from bot.handlers import (
     edits,
     errors,
     fallback,
+    groups,
     inline,
     satisfaction,
     stats,
@@ -22,8 +23,8 @@ def setup() -> Router:
     router = Router(name=__name__)
     # The agent-toolkit routers come before `agents` and `customer`: those end
     # in catch-alls (refusals, "a message to a ticket") that would take their updates.
-    router.include_routers(errors.setup(), inline.setup(), canned.setup(), stats.setup(),
-                           bans.setup(),
-                           satisfaction.setup(), edits.setup(), agents.setup(),
+    router.include_routers(errors.setup(), groups.setup(), inline.setup(), canned.setup(),
+                           stats.setup(), bans.setup(), satisfaction.setup(), edits.setup(),
+                           agents.setup(),
                            customer.setup(), fallback.setup())
     return router

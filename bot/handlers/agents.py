@@ -6,7 +6,7 @@ import contextlib
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from aiogram import BaseMiddleware, F, Router
+from aiogram import BaseMiddleware, Bot, F, Router
 from aiogram.exceptions import TelegramAPIError
 from aiogram.filters import Command, CommandObject
 from aiogram.fsm.context import FSMContext
@@ -140,6 +140,18 @@ async def agent_help(message: Message, agent_chat: AgentChat) -> None:
     await message.reply(gettext(agent_chat.language, "agent.help"))
 
 
+async def unknown_command(message: Message, bot: Bot, agent_chat: AgentChat) -> None:
+    """A command from an agent that no handler took: say it is unknown and
+    show what there is (a command addressed to another bot is left alone)."""
+    word = (message.text or "").split(maxsplit=1)[0]
+    name, _, addressee = word.partition("@")
+    if addressee and addressee.lower() != ((await bot.me()).username or "").lower():
+        return
+    lang = agent_chat.language
+    await message.reply(gettext(lang, "agent.unknown_command", command=render.escape(name))
+                        + "\n\n" + gettext(lang, "agent.help"))
+
+
 async def reply_or_note(message: Message, tickets: TicketService, agent_chat: AgentChat,
                         state: FSMContext, told_read_only: set[int]) -> None:
     """Anything an agent writes in a ticket's topic goes to the customer; a
@@ -256,6 +268,7 @@ def setup() -> Router:
     group.message.register(link, Command("link"))
     group.message.register(agent_help, Command("help", "start"))
     group.message.register(reply_or_note, is_supported, ~F.text.startswith("/"))
+    group.message.register(unknown_command, F.text.startswith("/"))
     group.callback_query.register(on_card, AgentCb.filter())
 
     # Agents' own private chat with the bot: account linking (stats: bot.handlers.stats).

@@ -184,7 +184,7 @@ async def _show_ticket(message: Message, tickets: TicketService, *, user_query: 
                else render.escape(line.author_name or gettext(lang, "customer.support")))
         text = line.text if len(line.text) <= 400 else line.text[:400] + "…"
         files = f" 📎{line.files}" if line.files else ""
-        lines.append(f"<b>{who}</b> · {line.created_at:%d.%m %H:%M}{files}\n"
+        lines.append(f"<b>{who}</b> · {render.short_when(line.created_at)}{files}\n"
                      f"{render.escape(text)}")
     body = "\n".join(lines)[: render.TELEGRAM_TEXT_LIMIT]
     markup = keyboards.customer_ticket(lang, summary, tickets.capabilities)

@@ -12,7 +12,7 @@ from aiogram.types import BufferedInputFile, CallbackQuery, Message
 from bot import keyboards
 from bot.callbacks import StatsCb
 from bot.filters import InAgentChat, IsAgent
-from bot.i18n import gettext, pick_language
+from bot.i18n import gettext, ngettext, pick_language
 from bot.services.stats import StatsService, as_text, chart_png
 from bot.telegram.agent_chat import AgentChat
 
@@ -31,8 +31,8 @@ async def _send_chart(message: Message, stats: StatsService, lang: str) -> None:
     # matplotlib is CPU-bound: keep the event loop (and the other updates) going.
     png = await asyncio.to_thread(chart_png, report, lang)
     await message.answer_photo(BufferedInputFile(png, filename="deskbridge-stats.png"),
-                               caption=gettext(lang, "stats.chart_caption",
-                                               days=report.window_days))
+                               caption=ngettext(lang, "stats.chart_caption",
+                                                report.window_days))
 
 
 async def stats_command(message: Message, command: CommandObject, stats: StatsService,

@@ -7,7 +7,8 @@ way in; these functions only add the bot's own markup.
 from __future__ import annotations
 
 import html
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta, tzinfo
+from zoneinfo import ZoneInfo
 
 from bot.db.models import Customer, Message, Ticket
 from bot.i18n import gettext
@@ -20,6 +21,34 @@ CARD_EXCERPT_LIMIT = 2500
 RATING_COMMENT_LIMIT = 300
 
 AUTHOR_ICON = {"customer": "👤", "agent": "🎧", "note": "📝", "system": "ℹ️"}
+
+# The zone of every date people read (TIMEZONE); set once at start by
+# bot.app.build_app, before anything is rendered.
+_zone: tzinfo = UTC
+
+
+def set_timezone(name: str) -> None:
+    global _zone
+    _zone = UTC if name.upper() == "UTC" else ZoneInfo(name)
+
+
+def timezone() -> tzinfo:
+    return _zone
+
+
+def local(moment: datetime) -> datetime:
+    """`moment` (stored in UTC) in TIMEZONE."""
+    return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).astimezone(_zone)
+
+
+def zone_name(moment: datetime) -> str:
+    """How the zone is named next to a time: its abbreviation where it has a
+    real one (UTC, MSK, CET), else its name (Asia/Almaty, whose abbreviation
+    is just "+05")."""
+    abbreviation = moment.tzname() or ""
+    if abbreviation.isalpha():
+        return abbreviation
+    return str(getattr(_zone, "key", abbreviation))
 
 
 def escape(text: str | None) -> str:
@@ -48,7 +77,16 @@ def body_html(message: Message) -> str:
 
 
 def when(moment: datetime | None) -> str:
-    return moment.strftime("%Y-%m-%d %H:%M UTC") if moment else "—"
+    if moment is None:
+        return "—"
+    shown = local(moment)
+    return f"{shown:%Y-%m-%d %H:%M} {zone_name(shown)}"
+
+
+def short_when(moment: datetime) -> str:
+    """Day, month and time, for lines of a history."""
+    shown = local(moment)
+    return f"{shown:%d.%m %H:%M} {zone_name(shown)}"
 
 
 def duration(span: timedelta | float, lang: str) -> str:

@@ -3,7 +3,7 @@ agent; as text and as a chart (matplotlib's Agg backend, no display needed).
 
 Times are measured on the bot's own records: first reply = the ticket's
 creation to the first agent reply (from Telegram or the helpdesk's UI);
-resolution = creation to closing. Days are UTC days.
+resolution = creation to closing. Days are days in TIMEZONE.
 """
 
 from __future__ import annotations
@@ -13,14 +13,14 @@ import statistics
 from collections import Counter, defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta, tzinfo
 from typing import Any
 
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.db.models import Message, Ticket, utcnow
-from bot.i18n import gettext
+from bot.i18n import gettext, ngettext
 from bot.services import render
 from bridges.base import TicketStatus
 
@@ -79,14 +79,17 @@ def _median(values: list[float]) -> float | None:
 
 
 class StatsService:
-    def __init__(self, sessionmaker: async_sessionmaker[AsyncSession]) -> None:
+    def __init__(self, sessionmaker: async_sessionmaker[AsyncSession],
+                 zone: tzinfo = UTC) -> None:
         self._sm = sessionmaker
+        self._zone = zone
 
     async def report(self, now: datetime | None = None, window_days: int = WINDOW_DAYS
                      ) -> StatsReport:
         now = now or utcnow()
         since = now - timedelta(days=window_days)
-        day_start = now.replace(hour=0, minute=0, second=0, microsecond=0)
+        day_start = now.astimezone(self._zone).replace(hour=0, minute=0, second=0,
+                                                       microsecond=0)
         chart_start = day_start - timedelta(days=CHART_DAYS - 1)
         async with self._sm() as session:
             by_status = {status: count for status, count in (await session.execute(
@@ -139,7 +142,8 @@ class StatsService:
             avg_rating=_avg([float(s) for s in stars]), ratings=len(stars),
             rating_counts=dict(Counter(stars)),
             per_agent=_per_agent(open_assigned, closed, rated, replies),
-            daily=_daily(chart_start.date(), list(opened_days), closed_at),
+            daily=_daily(chart_start.date(), [m.astimezone(self._zone) for m in opened_days],
+                         [m.astimezone(self._zone) for m in closed_at]),
             comments=[Comment(number or str(ticket_id), rating or 0, text or "")
                       for number, ticket_id, rating, text in comments],
         )
@@ -196,7 +200,7 @@ def as_text(report: StatsReport, lang: str) -> str:
         lines.append(gettext(lang, "stats.overdue", count=report.overdue))
     lines += [
         "",
-        gettext(lang, "stats.window", days=report.window_days),
+        ngettext(lang, "stats.window", report.window_days),
         gettext(lang, "stats.first_reply", avg=span(report.first_reply_avg),
                 median=span(report.first_reply_median)),
         gettext(lang, "stats.resolution", avg=span(report.resolution_avg),
@@ -205,8 +209,8 @@ def as_text(report: StatsReport, lang: str) -> str:
     if report.avg_rating is not None:
         spread = " ".join(f"{stars}⭐{report.rating_counts.get(stars, 0)}"
                           for stars in range(5, 0, -1))
-        lines.append(gettext(lang, "stats.rating", rating=f"{report.avg_rating:.1f}",
-                             count=report.ratings, spread=spread))
+        lines.append(ngettext(lang, "stats.rating", report.ratings,
+                              rating=f"{report.avg_rating:.1f}", spread=spread))
     else:
         lines.append(gettext(lang, "stats.no_ratings"))
     for comment in report.comments:
@@ -239,7 +243,7 @@ def chart_png(report: StatsReport, lang: str) -> bytes:
     figure = Figure(figsize=(10, 7.5), dpi=100, layout="constrained")
     FigureCanvasAgg(figure)
     grid = figure.add_gridspec(2, 2)
-    figure.suptitle(gettext(lang, "stats.chart_title", days=report.window_days),
+    figure.suptitle(ngettext(lang, "stats.chart_title", report.window_days),
                     fontsize=14)
 
     daily = figure.add_subplot(grid[0, :])
@@ -251,7 +255,7 @@ def chart_png(report: StatsReport, lang: str) -> bytes:
     daily.bar([p + width / 2 for p in positions], [c for _, _, c in report.daily], width,
               label=gettext(lang, "stats.chart_closed"), color="#59a14f")
     daily.set_xticks(positions, labels, rotation=45, fontsize=8)
-    daily.set_title(gettext(lang, "stats.chart_daily", days=CHART_DAYS))
+    daily.set_title(ngettext(lang, "stats.chart_daily", CHART_DAYS))
     daily.yaxis.set_major_locator(MaxNLocator(integer=True))
     daily.legend(loc="upper left")
 

@@ -1,13 +1,15 @@
 from __future__ import annotations
 
 import ast
+import html
 import re
 from pathlib import Path
 
 import pytest
 from babel.messages.pofile import read_po
 
-from bot.i18n import LANGUAGES, catalog, gettext, pick_language, po_path
+from bot.i18n import LANGUAGES, catalog, forms, gettext, ngettext, pick_language, po_path
+from bot.sandbox.telegram_server import parse_html, utf16_len
 
 ROOT = Path(__file__).resolve().parents[2]
 KEY = re.compile(r"^([a-z]+)\.[a-z_]+$")
@@ -28,14 +30,64 @@ def test_catalogs_are_clean_gettext_files() -> None:
         assert str(po.locale) == lang
         entries = [m for m in po if m.id]
         assert entries
-        assert not [m.id for m in entries if m.fuzzy or not m.string], lang
+        empty = [m.id for m in entries if m.fuzzy or not (
+            all(m.string) if isinstance(m.string, tuple | list) else m.string)]
+        assert not empty, lang
         assert len(entries) == len(catalog(lang))
 
 
 def test_placeholders_match_across_languages() -> None:
     pattern = re.compile(r"{(\w+)}")
-    for key, english in catalog("en").items():
-        assert set(pattern.findall(english)) == set(pattern.findall(catalog("ru")[key])), key
+    for key, english in forms("en").items():
+        expected = set(pattern.findall(english[-1]))
+        for lang in LANGUAGES:
+            for text in forms(lang)[key]:
+                assert set(pattern.findall(text)) == expected, (lang, key, text)
+
+
+def test_plural_entries_have_every_form_of_their_language() -> None:
+    """Russian counts in three forms (1 оценка, 2 оценки, 5 оценок), English in two."""
+    plural_keys = {key for key, texts in forms("en").items() if len(texts) > 1}
+    assert {"stats.rating", "stats.window"} <= plural_keys
+    for key in plural_keys:
+        assert len(forms("en")[key]) == 2 and len(forms("ru")[key]) == 3, key
+        assert all("{count}" in text for lang in LANGUAGES for text in forms(lang)[key]), key
+    spread = "5⭐1"
+    assert [ngettext("ru", "stats.rating", n, rating="4.0", spread=spread)
+            for n in (1, 2, 5, 11, 21, 22)] == [
+        f"Оценка: 4.0 из 5 ({n} {word}: {spread})" for n, word in (
+            (1, "оценка"), (2, "оценки"), (5, "оценок"), (11, "оценок"), (21, "оценка"),
+            (22, "оценки"))]
+    assert [ngettext("en", "stats.rating", n, rating="4.0", spread=spread) for n in (1, 2)] == [
+        f"Rating: 4.0 of 5 (1 rating: {spread})", f"Rating: 4.0 of 5 (2 ratings: {spread})"]
+    with pytest.raises(KeyError):
+        gettext("en", "stats.rating")  # a plural text is only read with its count
+
+
+SAMPLE = "Ann & <Bob> \"7\""
+
+
+@pytest.mark.parametrize("lang", LANGUAGES)
+def test_every_text_passes_telegrams_html_parser(lang: str) -> None:
+    """Every catalog entry, every plural form, with a sample value (escaped
+    as the callers escape parameters) in each placeholder, is text Telegram
+    accepts in HTML parse mode (the fake Bot API server's parser is tdlib's
+    rules) and shows the sample as it was."""
+    pattern = re.compile(r"{(\w+)}")
+    failures = {}
+    for key, texts in forms(lang).items():
+        for template in texts:
+            params = dict.fromkeys(pattern.findall(template), html.escape(SAMPLE, quote=False))
+            text = template.format(**params)
+            try:
+                plain, _ = parse_html(text)
+            except ValueError as exc:
+                failures[key] = f"{exc}: {template!r}"
+                continue
+            if params:
+                assert SAMPLE in plain, key
+            assert utf16_len(plain) <= 4096, key
+    assert not failures, failures
 
 
 def test_every_key_used_in_code_exists() -> None:

@@ -41,7 +41,7 @@ async def test_stats_text_and_chart(tg: FakeTelegramServer, app: App) -> None:
     body = text["text"]
     assert "Open: 1 · waiting for customers: 0 · closed today: 1 · all time: 2" in body
     assert "First reply: " in body and "Resolution: " in body and "(1 closed)" in body
-    assert "Rating: 4.0 of 5 (1 ratings: 5⭐0 4⭐1 3⭐0 2⭐0 1⭐0)" in body
+    assert "Rating: 4.0 of 5 (1 rating: 5⭐0 4⭐1 3⭐0 2⭐0 1⭐0)" in body
     assert "#1 ⭐⭐⭐⭐: Fast and friendly" in body
     assert "• Anna: 0 · 1 · 1 · ⭐ 4.0 (1)" in body
 
