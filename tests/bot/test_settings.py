@@ -465,3 +465,18 @@ def test_example_file_copied_unchanged_as_a_new_user_would(tmp_path: Path) -> No
         f"(Настройки читаются из окружения и из файла {tmp_path.resolve() / '.env'}.)",
     ]
     assert not (tmp_path / "deskbridge.db").exists()
+
+
+async def test_a_migrated_agent_chat_is_followed_at_start(tg: FakeTelegramServer,
+                                                          migrated_url: str) -> None:
+    """Telegram made the group a supergroup with a new id: no reason to stop
+    (the bot follows the new id, bot.telegram.agent_chat_watch)."""
+    from bot.startup import preflight
+    from tests.bot.conftest import make_settings
+
+    new_id = -1003000000003
+    tg.migrate_chat(AGENT_CHAT, new_id)
+    facts = await preflight(make_settings(tg, migrated_url, None, http_listen=""))
+    # getChat of the old id still answers (only sends are refused with
+    # migrate_to_chat_id); either way the start goes on.
+    assert facts.chat.id in (AGENT_CHAT, new_id)
