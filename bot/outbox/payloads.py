@@ -29,6 +29,8 @@ class Kind(enum.StrEnum):
     # Bring the ticket's forum topic in line with the ticket: its name shows
     # the status, it is closed while the ticket is, the card is pinned.
     TOPIC_STATE = "tg.topic_state"
+    # An agent edited their reply in the topic: edit the customer's copy of it.
+    EDIT_CUSTOMER_COPY = "tg.edit_customer_copy"
 
     @property
     def toward_provider(self) -> bool:
@@ -44,7 +46,8 @@ class TicketRef:
 
 @dataclass(frozen=True, slots=True)
 class MessageRef:
-    """MIRROR, CUSTOMER_MESSAGE, POST_MESSAGE, EDIT_MIRROR: one ticket message."""
+    """MIRROR, CUSTOMER_MESSAGE, POST_MESSAGE, EDIT_MIRROR, EDIT_CUSTOMER_COPY: one
+    ticket message."""
 
     message_id: int
     files_only: bool = False  # the card already carries the text
@@ -106,6 +109,7 @@ PAYLOADS: dict[Kind, type[Any]] = {
     Kind.EDIT_MIRROR: MessageRef,
     Kind.AGENT_CHAT_NOTICE: ChatNotice,
     Kind.TOPIC_STATE: TicketRef,
+    Kind.EDIT_CUSTOMER_COPY: MessageRef,
 }
 
 

@@ -89,6 +89,7 @@ class TelegramDeliveries:
             **{kind: self._while_in_agent_chat(handler) for kind, handler in agent_chat.items()},
             Kind.CUSTOMER_MESSAGE: self.customer_message,
             Kind.CUSTOMER_NOTICE: self.customer_notice,
+            Kind.EDIT_CUSTOMER_COPY: self.edit_customer_copy,
         }
 
     def _while_in_agent_chat(self, handler: KindHandler) -> KindHandler:
@@ -351,6 +352,33 @@ class TelegramDeliveries:
         try:
             return await self._send_parts(row, payload.parts_done, parts)
         except TelegramForbiddenError as exc:
+            await self._customer_blocked(customer, ticket)
+            raise Dead(f"customer blocked the bot: {exc}") from exc
+
+    async def edit_customer_copy(self, row: OutboxItem, payload: MessageRef) -> Outcome:
+        """An agent edited their reply: edit the customer's copy of it, or send
+        the new text when there is no single text copy to edit."""
+        plan = await edits.plan_customer_copy_edit(self._sm, payload.message_id)
+        if plan is None:
+            return Outcome()
+        try:
+            if plan.tg_message_id is not None:
+                try:
+                    await self._bot.edit_message_text(text=plan.html, chat_id=plan.chat_id,
+                                                      message_id=plan.tg_message_id,
+                                                      parse_mode="HTML")
+                    return Outcome()
+                except TelegramBadRequest as exc:
+                    if "message is not modified" in str(exc):
+                        return Outcome()
+                    if "message to edit not found" not in str(exc):
+                        raise
+            outcome = Outcome()
+            outcome.link(await self._send_html(plan.chat_id, plan.fallback_html),
+                         plan.ticket_id, None)
+            return outcome
+        except TelegramForbiddenError as exc:
+            ticket, customer = await self._load(plan.ticket_id)
             await self._customer_blocked(customer, ticket)
             raise Dead(f"customer blocked the bot: {exc}") from exc
 

@@ -16,12 +16,13 @@ from datetime import datetime
 from sqlalchemy import Select, func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from bot.db.models import Attachment, Message, OutboxItem, TgLink, Ticket, utcnow
+from bot.db.models import Attachment, Customer, Message, OutboxItem, TgLink, Ticket, utcnow
 from bot.i18n import gettext
 from bot.outbox import (
     Kind,
     OutboxSignal,
     agent_lane,
+    customer_lane,
     enqueue,
     provider_lane,
     refresh_card,
@@ -95,12 +96,95 @@ class EditService:
         self._signal.notify()
         return True
 
+    async def agent_edited(self, incoming: IncomingMessage,
+                           edited_at: datetime | None = None) -> bool:
+        """An agent edited their reply (or note) in the ticket's topic: the
+        stored message takes the new text; the customer's copy is edited
+        (EDIT_CUSTOMER_COPY, in the customer's lane after the copy itself);
+        where the helpdesk has the old text already and the provider has
+        notes, a note says what changed (the provider contract cannot edit a
+        message). A reply not yet posted simply goes out with the new text."""
+        async with self._sm.begin() as session:
+            message = await session.scalar(
+                select(Message).join(TgLink, TgLink.message_id == Message.id).where(
+                    TgLink.tg_chat_id == incoming.tg_chat_id,
+                    TgLink.tg_message_id == incoming.tg_message_id,
+                    TgLink.direction == "in"))
+            if message is None or message.author_kind not in ("agent", "note"):
+                return False  # agents talking among themselves, or a command
+            text = incoming.text
+            if message.author_kind == "note" and text.startswith("#"):
+                text = text[1:].lstrip()  # the note's mark, as when it was written
+            if message.text == text or message.ticket_id is None:
+                return False  # the same edit handed out again
+            old_text = message.text
+            message.text = text
+            message.html = incoming.html if text == incoming.text else None
+            message.edited_at = edited_at or utcnow()
+            ticket = await session.get(Ticket, message.ticket_id)
+            assert ticket is not None
+            if message.author_kind == "agent":
+                enqueue(session, Kind.EDIT_CUSTOMER_COPY, customer_lane(ticket.customer_id),
+                        {"message_id": message.id})
+            if await self._went_out(session, f"post:{message.id}") and (
+                    Capability.NOTES in self._bridge.capabilities):
+                key = "agent.agent_edit_note" if message.author_kind == "agent" else (
+                    "agent.note_edit_note")
+                note = Message(
+                    ticket_id=ticket.id, author_kind="note", author_name=message.author_name,
+                    agent_id=message.agent_id,
+                    text=gettext(self._lang, key, old=old_text, new=text))
+                session.add(note)
+                await session.flush()
+                enqueue(session, Kind.POST_MESSAGE, provider_lane(ticket.id),
+                        {"message_id": note.id}, key=f"post:{note.id}")
+        self._signal.notify()
+        return True
+
     @staticmethod
     async def _went_out(session: AsyncSession, key: str) -> bool:
         """Whether the helpdesk has (or may have) the old text already."""
         status = await session.scalar(
             select(OutboxItem.status).where(OutboxItem.idempotency_key == key))
         return status is not None and status != "pending"
+
+
+@dataclass(frozen=True, slots=True)
+class CopyEdit:
+    """What the dispatcher does for an EDIT_CUSTOMER_COPY row: edit
+    `tg_message_id` in the customer's chat to `html`, or (None: the copy is
+    several messages or has files) send `fallback_html`."""
+
+    ticket_id: int
+    chat_id: int
+    tg_message_id: int | None
+    html: str
+    fallback_html: str
+
+
+async def plan_customer_copy_edit(sm: async_sessionmaker[AsyncSession], message_id: int
+                                  ) -> CopyEdit | None:
+    async with sm() as session:
+        message = await session.get(Message, message_id)
+        if message is None or message.ticket_id is None:
+            return None
+        ticket = await session.get(Ticket, message.ticket_id)
+        customer = await session.get(Customer, ticket.customer_id) if ticket else None
+        if ticket is None or customer is None:
+            return None
+        lang = customer.language
+        html = render.to_customer(message, ticket, lang) + "\n<i>✏️ " + gettext(
+            lang, "customer.edited_label") + "</i>"
+        fallback = "✏️ " + gettext(lang, "customer.agent_edited",
+                                   name=render.escape(message.author_name or ""),
+                                   number=render.escape(render.number(ticket)),
+                                   text=render.body_html(message))
+        copies = list(await session.scalars(_copies(message.id, customer.tg_user_id)))
+        has_files = await session.scalar(
+            select(Attachment.id).where(Attachment.message_id == message.id).limit(1))
+        if len(copies) != 1 or has_files is not None or len(render.split_text(html)) > 1:
+            return CopyEdit(ticket.id, customer.tg_user_id, None, "", fallback)
+        return CopyEdit(ticket.id, customer.tg_user_id, copies[0], html, fallback)
 
 
 @dataclass(frozen=True, slots=True)
