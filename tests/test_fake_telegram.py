@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import copy
 import io
 from collections.abc import AsyncIterator
 
@@ -539,3 +540,50 @@ async def test_the_bot_added_to_a_group_and_its_rights(server: FakeTelegramServe
 
     server.inline_mode = False
     assert not (await bot.get_me()).supports_inline_queries
+
+
+async def test_observers_see_every_change_of_the_world(
+    server: FakeTelegramServer, bot: Bot
+) -> None:
+    """The demo page's live stream: one event per change, with the changed object."""
+    events: list[dict] = []  # each as it was when it was announced
+    live: list[dict] = []
+    server.observers.append(lambda event: events.append(copy.deepcopy(event)))
+    server.observers.append(live.append)
+
+    asked = server.user_sends_text(CUSTOMER, CUSTOMER, "hello")
+    sent = await bot.send_message(CUSTOMER, "<b>hi</b>", reply_markup=keyboard("ok"))
+    await bot.edit_message_text("<i>hi again</i>", chat_id=CUSTOMER, message_id=sent.message_id,
+                                reply_markup=keyboard("ok"))
+    server.user_edits_text(CUSTOMER, CUSTOMER, asked["message_id"], "hello, edited")
+    query_id = server.user_presses(CUSTOMER, (CUSTOMER, sent.message_id), "ok")
+    await bot.answer_callback_query(query_id, text="Done")
+    topic = await bot.create_forum_topic(GROUP, "Printer")
+    await bot.close_forum_topic(GROUP, topic.message_thread_id)
+    server.reopen_topic(GROUP, topic.message_thread_id)
+    await bot.delete_message(CUSTOMER, sent.message_id)
+    inline = server.user_inline_query(AGENT, "faq")
+    await bot.answer_inline_query(inline["id"], results=[], cache_time=0)
+
+    kinds = [event["type"] for event in events]
+    assert kinds == [
+        "message", "message", "edited", "edited", "callback_answer",
+        "message", "topic",  # the topic's first message, then the topic
+        "topic", "message",  # closed, and the service message in it
+        "topic",  # reopened by an admin helper: no service message
+        "deleted", "inline_answer",
+    ]
+    assert live[0]["message"] is asked  # the live object: an observer copies what it keeps
+    assert live[1]["message"] is live[2]["message"]  # sent, then edited in place
+    assert events[1]["message"]["entities"] == [{"type": "bold", "offset": 0, "length": 2}]
+    assert events[2]["message"]["text"] == "hi again"
+    assert events[2]["message"]["entities"] == [{"type": "italic", "offset": 0, "length": 8}]
+    assert events[3]["message"]["text"] == "hello, edited"
+    assert (events[4]["query_id"], events[4]["text"]) == (query_id, "Done")
+    assert events[6] == {"type": "topic", "chat_id": GROUP, "thread_id": topic.message_thread_id,
+                         "topic": {"name": "Printer", "icon_color": 7322096, "closed": False,
+                                   "deleted": False}}
+    assert events[7]["topic"]["closed"] is True and "forum_topic_closed" in events[8]["message"]
+    assert events[9]["topic"]["closed"] is False
+    assert events[10] == {"type": "deleted", "chat_id": CUSTOMER, "message_id": sent.message_id}
+    assert (events[11]["query_id"], events[11]["results"]) == (inline["id"], [])

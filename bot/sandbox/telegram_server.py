@@ -1,4 +1,5 @@
-"""A fake Telegram Bot API server for end-to-end tests.
+"""A Telegram Bot API server of our own: the end-to-end tests' fake, and the sandbox
+Telegram of ``deskbridge demo`` (bot.sandbox.demo).
 
 The bot under test talks to it through aiogram's real ``AiohttpSession`` over real HTTP
 on 127.0.0.1, so everything between the bot's handlers and the socket is exercised.
@@ -734,6 +735,10 @@ class FakeTelegramServer:
         self.latency = 0.0
         self.enforce_limits = False
         self.limit_429s = 0
+        # Called with one event dict per change of the world, synchronously, in the server's
+        # event loop (the demo page's live stream): "message", "edited", "deleted", "topic",
+        # "callback_answer" and "inline_answer" (see ``_emit``'s callers for the fields).
+        self.observers: list[Callable[[JsonDict], None]] = []
 
         self._records: dict[tuple[int, int], JsonDict] = {}
         self._updates: list[JsonDict] = []
@@ -851,6 +856,12 @@ class FakeTelegramServer:
     def close_topic(self, chat_id: int, thread_id: int) -> None:
         """Close a topic as an admin would."""
         self.topics[chat_id][thread_id]["closed"] = True
+        self._topic_changed(chat_id, thread_id)
+
+    def reopen_topic(self, chat_id: int, thread_id: int) -> None:
+        """Reopen a topic as an admin would."""
+        self.topics[chat_id][thread_id]["closed"] = False
+        self._topic_changed(chat_id, thread_id)
 
     def delete_topic(self, chat_id: int, thread_id: int) -> None:
         """Delete a topic and all of its messages as an admin would."""
@@ -859,6 +870,7 @@ class FakeTelegramServer:
         for message in list(chat.messages.values()):
             if message.get("message_thread_id") == thread_id:
                 self._forget_message(chat, message["message_id"])
+        self._topic_changed(chat_id, thread_id)
 
     def block_user(self, user_id: int) -> None:
         self.blocked.add(user_id)
@@ -1028,6 +1040,7 @@ class FakeTelegramServer:
         if entities := command_entities(new_text):
             message["entities"] = entities
         message["edit_date"] = int(time.time())
+        self._emit({"type": "edited", "message": message})
         self.push_update({"edited_message": message})
         return message
 
@@ -1356,6 +1369,14 @@ class FakeTelegramServer:
         self._changed.set()
         self._changed = asyncio.Event()
 
+    def _emit(self, event: JsonDict) -> None:
+        for observer in self.observers:
+            observer(event)
+
+    def _topic_changed(self, chat_id: int, thread_id: int) -> None:
+        topic = self.topics[chat_id][thread_id]
+        self._emit({"type": "topic", "chat_id": chat_id, "thread_id": thread_id, "topic": topic})
+
     async def _wait_until(self, check: Callable[[], T], within: float) -> T:
         """Re-check after every request or update until check() is truthy or time is up."""
         loop = asyncio.get_running_loop()
@@ -1475,12 +1496,14 @@ class FakeTelegramServer:
             message["reply_to_message"] = without_reply(reply_to)
         message.update(content)
         chat.messages[message["message_id"]] = message
+        self._emit({"type": "message", "message": message})
         return message
 
     def _forget_message(self, chat: _Chat, message_id: int) -> None:
         del chat.messages[message_id]
         if record := self._records.get((chat.id, message_id)):
             record["deleted"] = True
+        self._emit({"type": "deleted", "chat_id": chat.id, "message_id": message_id})
 
     def _open_query(self) -> str:
         query_id = str(next(self._query_ids))
@@ -1709,6 +1732,7 @@ class FakeTelegramServer:
                     "reply_markup": record["reply_markup"],
                 }
             )
+        self._emit({"type": "edited", "message": message})
         return message
 
     @staticmethod
@@ -1961,6 +1985,10 @@ class FakeTelegramServer:
             "show_alert": params.flag("show_alert"),
             "url": params.text("url"),
         }
+        self._emit(
+            {"type": "callback_answer", "query_id": str(query_id)}
+            | self.callback_answers[str(query_id)]
+        )
         return True
 
     @api_method("answerInlineQuery")
@@ -1979,6 +2007,10 @@ class FakeTelegramServer:
             "next_offset": params.text("next_offset"),
             "button": params.get("button"),
         }
+        self._emit(
+            {"type": "inline_answer", "query_id": str(query_id)}
+            | self.inline_answers[str(query_id)]
+        )
         return True
 
     @staticmethod
@@ -2066,6 +2098,7 @@ class FakeTelegramServer:
         thread_id = message["message_id"]
         message |= {"message_thread_id": thread_id, "is_topic_message": True}
         self.topics[chat.id][thread_id] = created | {"closed": False, "deleted": False}
+        self._topic_changed(chat.id, thread_id)
         return {"message_thread_id": thread_id} | created
 
     @api_method("editForumTopic")
@@ -2076,6 +2109,7 @@ class FakeTelegramServer:
             raise bad_request("TOPIC_NOT_MODIFIED")
         self._check_rate_limit(chat)
         topic["name"] = name
+        self._topic_changed(chat.id, thread_id)
         self._topic_service_message(chat, thread_id, {"forum_topic_edited": {"name": name}})
         return True
 
@@ -2085,6 +2119,7 @@ class FakeTelegramServer:
             raise bad_request("TOPIC_NOT_MODIFIED")
         self._check_rate_limit(chat)
         topic["closed"] = closed
+        self._topic_changed(chat.id, thread_id)
         event = "forum_topic_closed" if closed else "forum_topic_reopened"
         self._topic_service_message(chat, thread_id, {event: {}})
         return True
