@@ -1,5 +1,5 @@
 """`deskbridge` (or `python -m bot`): run, init, migrate, check, outbox list|replay,
-erase-customer."""
+erase-customer, demo."""
 
 from __future__ import annotations
 
@@ -20,6 +20,7 @@ from bot.db.models import OutboxItem, utcnow
 from bot.db.session import create_engine, create_sessionmaker
 from bot.logs import setup_logging
 from bot.problems import OperatorError, report
+from bot.sandbox import cli as demo_cli  # argparse only: the sandbox loads when used
 from bot.startup import (
     check_provider_settings,
     database_errors,
@@ -49,6 +50,8 @@ def _parser() -> argparse.ArgumentParser:
     outbox_commands.add_parser("list", help="list dead letters")
     replay = outbox_commands.add_parser("replay", help="deliver dead letters again")
     replay.add_argument("ids", nargs="*", type=int, help="row ids (default: all dead letters)")
+    demo_cli.add_arguments(commands.add_parser(
+        "demo", help="try deskbridge in the browser: a sandbox Telegram, nothing to configure"))
     return parser
 
 
@@ -72,6 +75,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _command(args: argparse.Namespace) -> int:
+    if args.command == "demo":
+        return demo_cli.run(args)
     if args.command == "migrate":
         from bot.db import migrate as migrations
 
