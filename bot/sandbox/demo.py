@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
 import os
 import shutil
 import signal
@@ -33,6 +34,7 @@ from bot.sandbox.telegram_server import FakeTelegramServer
 
 BOT_START_TIMEOUT = 120.0  # a cold first start compiles every module
 BOT_STOP_TIMEOUT = 20.0
+PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
 PROVIDER_PREFIXES = ("OMNIDESK_", "ZENLIX_", "PLUSOFON_", "IQSTORE_")
 
 
@@ -118,7 +120,8 @@ async def run_demo(options: DemoOptions, *, stop: asyncio.Event | None = None) -
                               provider_env=desk.env() if desk else {})
         bot = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "bot", "run", cwd=data_dir, env=env,
-            stdin=asyncio.subprocess.DEVNULL)
+            stdin=asyncio.subprocess.DEVNULL,
+            preexec_fn=_die_with_parent if sys.platform == "linux" else None)
         undo.push_async_callback(_stop_bot, bot, page)
         exited = asyncio.ensure_future(bot.wait())
         polling = asyncio.ensure_future(server.wait_for(
@@ -148,12 +151,20 @@ async def run_demo(options: DemoOptions, *, stop: asyncio.Event | None = None) -
         stopping = asyncio.ensure_future(stop.wait())
         await asyncio.wait({exited, stopping}, return_when=asyncio.FIRST_COMPLETED)
         stopping.cancel()
-        if exited.done():
+        if not stop.is_set():  # (Ctrl-C in a terminal reaches the bot too: not a crash)
             say(f"the bot exited (code {bot.returncode}); its log is above")
             return 1
         say("stopping")
         return 0
     raise AssertionError("unreachable")  # for mypy: the block always returns
+
+
+def _die_with_parent() -> None:
+    """In the bot's process before it starts (Linux): should the demo be killed
+    outright, the kernel stops the bot too (PR_SET_PDEATHSIG), rather than leave
+    it polling a Telegram that is gone."""
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 async def _stop_bot(bot: asyncio.subprocess.Process, page: SandboxPage) -> None:

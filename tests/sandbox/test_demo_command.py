@@ -61,14 +61,23 @@ async def demo(cwd: Path, *args: str, env: dict[str, str] | None = None
     process = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "bot", "demo", "--no-browser", *args, cwd=cwd,
         env={**os.environ, "PYTHONPATH": str(ROOT), **(env or {})},
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+        start_new_session=True)  # a group of its own: nothing is left behind
     running = Demo(process)
     try:
         yield running
     finally:
-        if process.returncode is None:
-            process.kill()
-            await process.wait()
+        if process.returncode is None:  # the test failed midway: stop it, politely first
+            process.send_signal(signal.SIGTERM)
+            try:
+                await asyncio.wait_for(process.wait(), 30)
+            except TimeoutError:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(process.pid, signal.SIGKILL)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)  # its bot, should it have outlived it
+        rest, _ = await process.communicate()  # and the pipe is closed
+        running.output.append(rest.decode(errors="replace"))
 
 
 async def test_a_newcomer_runs_the_demo_in_an_empty_directory(tmp_path: Path) -> None:
