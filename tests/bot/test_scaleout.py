@@ -34,7 +34,7 @@ PER_CUSTOMER = 10
 
 
 def start(server: FakeTelegramServer, url: str, redis_url: str | None, port: int,
-          log: Path) -> subprocess.Popen[bytes]:
+          log: Path, *, real_limits: bool = False) -> subprocess.Popen[bytes]:
     env = {
         "PATH": os.environ.get("PATH", ""), "PYTHONPATH": str(ROOT),
         "TELEGRAM_BOT_TOKEN": TOKEN, "TELEGRAM_API_BASE": server.base_url,
@@ -44,6 +44,8 @@ def start(server: FakeTelegramServer, url: str, redis_url: str | None, port: int
         "WEBHOOK_LISTEN": f"127.0.0.1:{port}", "HTTP_LISTEN": f"127.0.0.1:{free_port()}",
         "OUTBOX_LEASE_SECONDS": "3", "TELEGRAM_GROUP_PER_MINUTE": "600",
     }
+    if real_limits:
+        del env["TELEGRAM_GROUP_PER_MINUTE"]
     if redis_url:
         env["REDIS_URL"] = redis_url
     with log.open("ab") as output:
@@ -155,3 +157,59 @@ async def test_three_processes_exactly_once_with_one_killed(
                 process.wait()
     for log in logs:
         assert TOKEN not in log.read_text()
+
+
+NOTIFIED = 150
+
+
+@pytest.mark.skipif(not os.environ.get("TEST_REDIS_URL"), reason="needs Redis")
+async def test_three_processes_share_telegrams_limits_through_redis(
+    tg: FakeTelegramServer, migrated_url: str, redis_url: str | None, tmp_path: Path
+) -> None:
+    """A burst of helpdesk replies to 150 customers, delivered by three
+    processes at once while the agent group is busy with their topics: with
+    the budgets in Redis the three together stay under Telegram's limits."""
+    from bench.notify import ANSWER, answer_all, seed
+    from bridges.registry import BridgeDeps, create_bridge
+
+    customers = range(40_000, 40_000 + NOTIFIED)
+    for user_id in customers:
+        tg.add_user(user_id, f"Customer {user_id}", None, "en")
+    engine = create_engine(migrated_url)
+    bridge = await create_bridge("local", BridgeDeps(engine=engine))
+    ports = [free_port() for _ in range(3)]
+    logs = [tmp_path / f"bot{i}.log" for i in range(3)]
+    processes: list[subprocess.Popen[bytes]] = []
+    try:
+        remote_ids = await seed(engine, bridge, customers)
+        processes = [start(tg, migrated_url, redis_url, port, log, real_limits=True)
+                     for port, log in zip(ports, logs, strict=True)]
+        for port in ports:
+            await wait_up(port)
+        tg.enforce_limits = True
+        await answer_all(engine, remote_ids)
+
+        def answered(server: FakeTelegramServer) -> Counter[int]:
+            return Counter(r["chat_id"] for r in server.sent
+                           if r["chat_id"] > 0 and ANSWER in (r["text"] or ""))
+
+        await tg.wait_for(lambda s: len(answered(s)) == NOTIFIED or None, timeout=90)
+        await asyncio.sleep(3)  # past a lease: a double delivery would show by now
+        counts = answered(tg)
+        print(f"\nshared limits (3 processes): customers={NOTIFIED} answered={len(counts)} "
+              f"duplicated={sum(c - 1 for c in counts.values())} 429s={tg.limit_429s} "
+              f"group calls={len(tg.sent_to(AGENT_CHAT))}")
+        assert set(counts) == set(customers)
+        assert all(c == 1 for c in counts.values())
+        assert tg.limit_429s == 0
+    finally:
+        for process in processes:
+            process.send_signal(signal.SIGTERM)
+        for process in processes:
+            try:
+                process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+        await bridge.aclose()
+        await engine.dispose()
