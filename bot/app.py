@@ -34,6 +34,7 @@ from bot.menus import register_commands
 from bot.middlewares import RetryWhileDatabaseDown
 from bot.outbox import OutboxSignal
 from bot.outbox.dispatcher import OutboxDispatcher
+from bot.outbox.hold import ProviderHold
 from bot.outbox.provider import ProviderDeliveries
 from bot.outbox.store import OutboxStore
 from bot.outbox.telegram import TelegramDeliveries
@@ -55,7 +56,7 @@ from bot.telegram.session import PacedRequests, TelegramSession
 from bot.telegram.updates import UpdateLoop
 from bot.web import Metrics, start_http
 from bridges.base import HelpdeskBridge
-from bridges.errors import RateLimited
+from bridges.errors import AuthFailed, RateLimited
 from bridges.registry import BridgeDeps, create_bridge
 
 log = logging.getLogger("deskbridge")
@@ -85,6 +86,7 @@ class App:
     pacer: TelegramPacer
     updates: UpdateLoop
     watch: AgentChatWatch
+    hold: ProviderHold
     _stop: asyncio.Event = field(default_factory=asyncio.Event)
 
     async def poll_provider(self) -> None:
@@ -92,9 +94,14 @@ class App:
         the bridge has more."""
         if not await self.leader.ensure():
             return
+        if self.hold.held and not self.hold.take_probe():
+            return  # refused credentials: one probe a minute (bot.outbox.hold)
         for _ in range(MAX_POLL_ROUNDS):
             try:
                 report = await self.sync.poll_once()
+            except AuthFailed as exc:
+                await self.hold.start(exc)
+                return
             except RateLimited as exc:
                 # The bridge paces itself against the provider's budget: a skipped
                 # cycle is the plan working, not a failure.
@@ -103,6 +110,8 @@ class App:
             except Exception as exc:
                 log.warning("polling %s failed: %s", self.settings.provider, exc)
                 return
+            if await self.hold.end():
+                await self.outbox.store.release_held()
             if not report.more:
                 return
 
@@ -296,11 +305,13 @@ async def build_app(
     telegram = TelegramDeliveries(store, bot, pacer, watch, bridge.capabilities, signal,
                                   file_fetcher=fetch_url)
     provider = ProviderDeliveries(store, bridge, bot)
+    hold = ProviderHold(settings.provider, sessionmaker, signal, agent_chat,
+                        probe_seconds=settings.provider_hold_probe_seconds)
     outbox = OutboxDispatcher(store, {**telegram.handlers(), **provider.handlers()}, signal,
                               pacer, agent_chat,
                               max_attempts=settings.outbox_max_attempts,
                               provider_timeout=settings.provider_timeout_seconds,
-                              metrics=metrics)
+                              metrics=metrics, hold=hold)
     dispatcher = Dispatcher(storage=make_storage(settings),
                             fsm_strategy=FSMStrategy.USER_IN_TOPIC)
     # Inside aiogram's error middleware, so an outage is retried, not reported.
@@ -324,4 +335,5 @@ async def build_app(
                dispatcher=dispatcher, bridge=bridge, tickets=tickets, sync=sync, outbox=outbox,
                scheduler=scheduler, signal=signal, agent_chat=agent_chat, http=http,
                metrics=metrics, leader=LeaderLock(engine, f"deskbridge-poll-{settings.provider}"),
-               sla=sla, pacer=pacer, updates=UpdateLoop(dispatcher, bot), watch=watch)
+               sla=sla, pacer=pacer, updates=UpdateLoop(dispatcher, bot), watch=watch,
+               hold=hold)

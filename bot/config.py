@@ -129,6 +129,8 @@ class Settings(DatabaseSettings):
     outbox_lease_seconds: float = Field(default=60.0, gt=0)
     # A provider call that takes longer is abandoned and retried with backoff.
     provider_timeout_seconds: float = Field(default=30.0, gt=0)
+    # While the provider refuses our credentials, one probe call this often (bot.outbox.hold).
+    provider_hold_probe_seconds: float = Field(default=60.0, gt=0)
     telegram_global_rate: float = Field(default=30.0, gt=0)
     telegram_chat_interval: float = Field(default=1.0, ge=0)
     telegram_group_per_minute: int = Field(default=20, ge=1)

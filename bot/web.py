@@ -41,6 +41,9 @@ class Metrics:
                                   registry=self.registry)
         self.failures = Counter("deskbridge_delivery_failures",
                                 "Outbox rows that became dead letters", registry=self.registry)
+        self.provider_held = Gauge("deskbridge_provider_held",
+                                   "1 while the provider refuses our credentials",
+                                   ["provider"], registry=self.registry)
         self.agent_chat_ok = Gauge("deskbridge_agent_chat_ok",
                                    "1 while the bot can post in the agent chat",
                                    registry=self.registry)
@@ -60,6 +63,7 @@ async def refresh(app: App) -> None:
     for status in ("pending", "done", "dead"):
         metrics.outbox_depth.labels(status).set(counts.get(status, 0))
     metrics.agent_chat_ok.set(1 if app.agent_chat.reachable else 0)
+    metrics.provider_held.labels(app.settings.provider).set(1 if app.hold.held else 0)
     metrics.outbox_oldest.set((utcnow() - oldest).total_seconds() if oldest else 0)
     calls_left = app.bridge.calls_left()
     if calls_left is not None:
@@ -77,6 +81,9 @@ def make_web_app(app: App) -> web.Application:
             log.warning("health check failed: %s", exc)
             return web.json_response({"status": "fail", "error": type(exc).__name__},
                                      status=503)
+        if app.hold.state is not None:
+            return web.json_response({"status": "fail", "error": "provider refuses credentials",
+                                      "check": app.hold.state.setting}, status=503)
         if not app.agent_chat.reachable:
             return web.json_response({"status": "fail", "error": "agent chat unreachable",
                                       "agent_chat_id": app.agent_chat.chat_id}, status=503)

@@ -24,6 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from bot.db.models import OutboxItem
 from bot.middlewares import is_database_outage
 from bot.outbox.decisions import Action, Dead, Decision, decide
+from bot.outbox.hold import ProviderHold
 from bot.outbox.outcome import KindHandler
 from bot.outbox.payloads import Kind, parse_payload
 from bot.outbox.queue import (
@@ -58,8 +59,10 @@ class OutboxDispatcher:
         concurrency: int = 16,
         provider_timeout: float = 30.0,
         metrics: Metrics | None = None,
+        hold: ProviderHold | None = None,
     ) -> None:
         self.store = store
+        self.hold = hold
         self._handlers = handlers
         self._signal = signal
         self._pacer = pacer
@@ -120,7 +123,10 @@ class OutboxDispatcher:
                 await asyncio.sleep(min(wait, 0.2))
 
     async def _claim(self, limit: int) -> list[OutboxItem]:
-        rows = await self.store.claim(limit, await self._agent_chat_quota())
+        provider_limit = None
+        if self.hold is not None and self.hold.held:
+            provider_limit = 1 if self.hold.take_probe() else 0
+        rows = await self.store.claim(limit, await self._agent_chat_quota(), provider_limit)
         self._agent_rows_in_flight += sum(1 for row in rows if is_agent_chat_lane(row.lane))
         return rows
 
@@ -180,6 +186,8 @@ class OutboxDispatcher:
             else:
                 await self.store.with_patience(self.store.complete, row, outcome)
                 self._metrics.deliveries.inc(1 + len(outcome.also_done))
+                if kind.toward_provider and self.hold is not None and await self.hold.end():
+                    await self.store.release_held()  # in their original order, now
 
     async def _after_failure(self, row: OutboxItem, exc: Exception) -> None:
         decision = decide(exc, row.attempts, self._max_attempts)
@@ -187,8 +195,11 @@ class OutboxDispatcher:
         if decision.action is Action.WAIT:
             await self.store.reschedule(row, decision.delay, count=False)
         elif decision.action is Action.HOLD:
-            log.error("outbox row %s (%s) is held: %s", row.id, row.kind, error)
-            await self.store.reschedule(row, decision.delay, count=False, error=error)
+            delay = decision.delay
+            if self.hold is not None:
+                await self.hold.start(exc)
+                delay = self.hold.probe_seconds
+            await self.store.reschedule(row, delay, count=False, error=error)
         elif decision.action is Action.RETRY:
             if not isinstance(exc, Exception) or not _expected(exc):
                 log.error("delivering outbox row %s (%s) failed", row.id, row.kind,

@@ -43,10 +43,11 @@ _DEFAULT_PRIORITY = {
 }
 
 AGENT_CHAT_PREFIX = "a:"  # every lane toward the agent chat starts with it
+PROVIDER_PREFIX = "p:"
 
 
 def provider_lane(ticket_id: int) -> str:
-    return f"p:{ticket_id}"
+    return f"{PROVIDER_PREFIX}{ticket_id}"
 
 
 def agent_lane(ticket_id: int) -> str:

@@ -24,7 +24,7 @@ from sqlalchemy.orm import aliased
 from bot.db.models import Message, OutboxItem, TgLink, utcnow
 from bot.middlewares import is_database_outage
 from bot.outbox.outcome import Outcome
-from bot.outbox.queue import AGENT_CHAT_PREFIX, LIVE_STATUSES, OutboxStatus
+from bot.outbox.queue import AGENT_CHAT_PREFIX, LIVE_STATUSES, PROVIDER_PREFIX, OutboxStatus
 
 log = logging.getLogger("deskbridge.outbox")
 
@@ -38,9 +38,11 @@ class OutboxStore:
         self._lease_seconds = lease_seconds
         self._postgres = sessionmaker.kw["bind"].dialect.name == "postgresql"
 
-    async def claim(self, limit: int, agent_limit: int) -> list[OutboxItem]:
+    async def claim(self, limit: int, agent_limit: int,
+                    provider_limit: int | None = None) -> list[OutboxItem]:
         """Take the due head row of up to `limit` lanes (and `agent_limit`
-        agent-chat lanes, highest priority first) for this process.
+        agent-chat lanes, highest priority first; `provider_limit` lanes
+        toward the provider while its work is held) for this process.
 
         A claimed row is `in_flight` with a lease (its `next_attempt_at`); a
         process that dies leaves it to be claimed again when the lease ends.
@@ -59,9 +61,16 @@ class OutboxStore:
         due = select(OutboxItem).where(OutboxItem.status.in_(LIVE_STATUSES),
                                        OutboxItem.next_attempt_at <= now, ~blocked)
         in_agent_chat = OutboxItem.lane.startswith(AGENT_CHAT_PREFIX)
+        toward_provider = OutboxItem.lane.startswith(PROVIDER_PREFIX)
         statements = []
         if limit > 0:
-            statements.append(due.where(~in_agent_chat).order_by(OutboxItem.id).limit(limit))
+            others = due.where(~in_agent_chat)
+            if provider_limit is not None:
+                others = others.where(~toward_provider)
+                if provider_limit > 0:
+                    statements.append(due.where(toward_provider).order_by(OutboxItem.id)
+                                      .limit(provider_limit))
+            statements.append(others.order_by(OutboxItem.id).limit(limit))
         if agent_limit > 0:
             # The group's 20 a minute go to what agents need first (SendPriority).
             statements.append(due.where(in_agent_chat)
@@ -95,6 +104,15 @@ class OutboxStore:
                 if next_at is not None:
                     waits.append((next_at - utcnow()).total_seconds())
         return min(5.0, max(0.05, min(waits)))
+
+    async def release_held(self) -> None:
+        """The provider accepts us again: every row toward it is due now."""
+        async with self.sessionmaker.begin() as session:
+            await session.execute(
+                update(OutboxItem).where(OutboxItem.lane.startswith(PROVIDER_PREFIX),
+                                         OutboxItem.status == OutboxStatus.PENDING.value,
+                                         OutboxItem.next_attempt_at > utcnow())
+                .values(next_attempt_at=utcnow()))
 
     async def release_all_claims(self) -> None:
         async with self.sessionmaker.begin() as session:

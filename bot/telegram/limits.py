@@ -46,7 +46,9 @@ class Limits:
     global_per_second: float = 30.0
     global_burst: int = 3  # sends above an even 1/30 s spacing, so jitter costs no slots
     chat_interval: float = 1.0
-    chat_burst: int = 3  # a private chat tolerates a short burst
+    # A private chat tolerates a short burst (Telegram's fake allows three):
+    # two leave a message of room for network jitter, which a 429 would cost.
+    chat_burst: int = 2
     group_per_minute: int = 20
     group_burst: int = 5  # sends at the one-a-second pace while a group's minute is light
     group_window: float = GROUP_WINDOW_SECONDS  # Telegram's minute (tests shrink it)

@@ -37,7 +37,6 @@ from aiogram.methods import Response, TelegramMethod
 from aiogram.methods.base import TelegramType
 from aiogram.types import Chat, Message
 
-from bot.telegram.limits import is_group
 from bot.telegram.pacer import SendLater, TelegramPacer, current_patience
 
 log = logging.getLogger("deskbridge.telegram")
@@ -94,10 +93,10 @@ class PacedRequests(BaseRequestMiddleware):
                 chat_id = exc.migrate_to_chat_id
             except TelegramRetryAfter as exc:
                 # Our pacing stays under the documented limits, so a 429 means
-                # Telegram wants more room than that: for a group, that group
-                # pauses; anywhere else, everything (the overall limit is the
-                # likely one).
-                scope = chat_id if chat_id is not None and is_group(chat_id) else None
+                # Telegram wants more room than that in this chat: the chat
+                # pauses (the overall pace is ours to keep, and a pause of
+                # everything for one chat's 429 would stall a surge).
+                scope = chat_id
                 await self.pacer.budget.pause(scope, exc.retry_after)
                 if self._on_429 is not None:
                     self._on_429(method, exc.retry_after)

@@ -27,7 +27,7 @@ class Clock:
 async def test_private_chat_short_burst_then_one_a_second() -> None:
     clock = Clock()
     budget = LocalBudget(clock=clock)
-    for _ in range(3):
+    for _ in range(2):
         assert await budget.take(42) == 0
     assert 0.9 < await budget.take(42) <= 1.0  # the burst is spent: the next in a second
     clock.now += 0.1
@@ -40,7 +40,7 @@ async def test_private_chat_short_burst_then_one_a_second() -> None:
 async def test_a_refused_take_books_nothing() -> None:
     clock = Clock()
     budget = LocalBudget(clock=clock)
-    for _ in range(3):
+    for _ in range(2):
         await budget.take(42)
     for _ in range(10):
         assert await budget.take(42) > 0
