@@ -43,21 +43,39 @@ FIRST_CUSTOMER = 300_000
 ERROR_WORDS = ("Something went wrong", "Что-то пошло не так")
 
 
-async def customer(tg: FakeTelegramServer, user_id: int, opened: dict[int, float],
-                   asked: dict[int, float]) -> None:
-    tg.user_sends_text(user_id, user_id, "/start")
-    menu: Any = await tg.wait_for(lambda s: next(
-        (r for r in s.sent_to(user_id) if r.get("reply_markup")), None), timeout=900)
-    markup = menu["reply_markup"]
-    data = next(b["callback_data"] for row in markup["inline_keyboard"]
-                for b in row if b["callback_data"].endswith(":new"))
-    tg.user_presses(user_id, (user_id, menu["message_id"]), data)
-    await tg.wait_for(lambda s: len(s.sent_to(user_id)) >= 2, timeout=900)
-    asked[user_id] = time.perf_counter()
-    tg.user_sends_text(user_id, user_id, f"Cust{user_id} cannot log in")
-    await tg.wait_for(lambda s: any("#" in (r["text"] or "") for r in s.sent_to(user_id)),
-                      timeout=900)
-    opened[user_id] = time.perf_counter()
+async def customers_act(tg: FakeTelegramServer, users: range, opened: dict[int, float],
+                        asked: dict[int, float], deadline: float) -> None:
+    """Every customer, as a person would: /start; on the menu, *New request*;
+    on "describe your problem", the problem; then wait for the number. One
+    loop reads what the bot sent (a wait per customer would make the driver,
+    not the bot, the bottleneck)."""
+    step = dict.fromkeys(users, 0)
+    for user_id in users:
+        tg.user_sends_text(user_id, user_id, "/start")
+    checked = 0
+    while len(opened) < len(users):
+        if time.perf_counter() > deadline:
+            raise TimeoutError(f"{len(opened)} of {len(users)} customers told their number")
+        records = tg.sent[checked:]
+        checked += len(records)
+        for record in records:
+            user_id = record["chat_id"]
+            if user_id not in step:
+                continue
+            if step[user_id] == 0 and record.get("reply_markup"):
+                markup: Any = record["reply_markup"]
+                data = next(b["callback_data"] for row in markup["inline_keyboard"]
+                            for b in row if b["callback_data"].endswith(":new"))
+                tg.user_presses(user_id, (user_id, record["message_id"]), data)
+                step[user_id] = 1
+            elif step[user_id] == 1:
+                asked[user_id] = time.perf_counter()
+                tg.user_sends_text(user_id, user_id, f"Cust{user_id} cannot log in")
+                step[user_id] = 2
+            elif step[user_id] == 2 and "#" in (record["text"] or ""):
+                opened[user_id] = time.perf_counter()
+                step[user_id] = 3
+        await asyncio.sleep(0.02)
 
 
 async def watch_topics(tg: FakeTelegramServer, seen: dict[int, float],
@@ -96,7 +114,7 @@ async def run(customers: int, database_url: str | None) -> None:
                 tg.enforce_limits = True
                 watcher = asyncio.create_task(watch_topics(tg, topics, stop))
                 started = time.perf_counter()
-                await asyncio.gather(*(customer(tg, user_id, opened, asked) for user_id in users))
+                await customers_act(tg, users, opened, asked, started + 1200)
                 took = time.perf_counter() - started
                 stop.set()
                 await watcher
