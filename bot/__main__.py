@@ -11,14 +11,11 @@ import subprocess
 import sys
 from collections.abc import Sequence
 from importlib import metadata
-from typing import Any, cast
-
-from sqlalchemy import CursorResult, select, update
 
 from bot.config import DatabaseSettings, Settings, environment
-from bot.db.models import OutboxItem, utcnow
 from bot.db.session import create_engine, create_sessionmaker
 from bot.logs import setup_logging
+from bot.outbox.dead_letters import outbox_command
 from bot.problems import OperatorError, report
 from bot.sandbox import cli as demo_cli  # argparse only: the sandbox loads when used
 from bot.startup import (
@@ -48,8 +45,12 @@ def _parser() -> argparse.ArgumentParser:
     outbox = commands.add_parser("outbox", help="dead letters")
     outbox_commands = outbox.add_subparsers(dest="outbox_command", required=True)
     outbox_commands.add_parser("list", help="list dead letters")
+    show = outbox_commands.add_parser("show", help="a dead letter's payload and last error")
+    show.add_argument("ids", nargs="+", type=int, help="row ids")
     replay = outbox_commands.add_parser("replay", help="deliver dead letters again")
     replay.add_argument("ids", nargs="*", type=int, help="row ids (default: all dead letters)")
+    discard = outbox_commands.add_parser("discard", help="drop dead letters for good")
+    discard.add_argument("ids", nargs="+", type=int, help="row ids")
     demo_cli.add_arguments(commands.add_parser(
         "demo", help="try deskbridge in the browser: a sandbox Telegram, nothing to configure"))
     return parser
@@ -91,9 +92,7 @@ def _command(args: argparse.Namespace) -> int:
         return asyncio.run(_erase(url, args.tg_user_id, provider))
     if args.command == "outbox":
         url = _database_url()
-        if args.outbox_command == "list":
-            return asyncio.run(_outbox_list(url))
-        return asyncio.run(_outbox_replay(url, args.ids))
+        return asyncio.run(_outbox(url, args.outbox_command, getattr(args, "ids", [])))
 
     settings = _settings()
     env = environment()
@@ -184,38 +183,9 @@ async def _erase(url: str, tg_user_id: int, provider: str) -> int:
     return 0
 
 
-async def _outbox_list(url: str) -> int:
+async def _outbox(url: str, command: str, ids: list[int]) -> int:
     await ensure_migrated(url)
-    engine = create_engine(url)
-    try:
-        async with create_sessionmaker(engine)() as session:
-            rows = list(await session.scalars(
-                select(OutboxItem).where(OutboxItem.status == "dead").order_by(OutboxItem.id)))
-        if not rows:
-            print("no dead letters")
-        for row in rows:
-            print(f"{row.id}\t{row.kind}\t{row.lane}\tattempts={row.attempts}\t"
-                  f"{row.created_at:%Y-%m-%d %H:%M}\t{row.last_error or ''}")
-    finally:
-        await engine.dispose()
-    return 0
-
-
-async def _outbox_replay(url: str, ids: list[int]) -> int:
-    """Put dead letters back in the queue; the running bot delivers them."""
-    await ensure_migrated(url)
-    engine = create_engine(url)
-    try:
-        async with create_sessionmaker(engine).begin() as session:
-            statement = (update(OutboxItem).where(OutboxItem.status == "dead")
-                         .values(status="pending", attempts=0, next_attempt_at=utcnow()))
-            if ids:
-                statement = statement.where(OutboxItem.id.in_(ids))
-            result = cast("CursorResult[Any]", await session.execute(statement))
-        print(f"{result.rowcount} dead letter(s) queued again")
-    finally:
-        await engine.dispose()
-    return 0
+    return await outbox_command(url, command, ids)
 
 
 if __name__ == "__main__":

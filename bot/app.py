@@ -33,6 +33,7 @@ from bot.leader import LeaderLock
 from bot.menus import register_commands
 from bot.middlewares import RetryWhileDatabaseDown
 from bot.outbox import OutboxSignal
+from bot.outbox.dead_letters import DeadLetters
 from bot.outbox.dispatcher import OutboxDispatcher
 from bot.outbox.hold import ProviderHold
 from bot.outbox.provider import ProviderDeliveries
@@ -120,6 +121,11 @@ class App:
             await session.execute(delete(OutboxItem).where(
                 OutboxItem.status == "done",
                 OutboxItem.delivered_at < utcnow() - DONE_OUTBOX_RETENTION))
+        purged = await DeadLetters(self.sessionmaker).purge(
+            timedelta(days=self.settings.outbox_dead_retention_days))
+        if purged:
+            log.info("purged %s dead letters older than %s days", purged,
+                     self.settings.outbox_dead_retention_days)
 
     async def check_sla(self, now: datetime | None = None) -> SlaReport | None:
         """The scheduled SLA pass: reminders and auto-close. Every process may
@@ -330,6 +336,8 @@ async def build_app(
                                       agent_language=settings.agent_language)
     dispatcher["stats"] = StatsService(sessionmaker, render.timezone())
     dispatcher["bans"] = BanService(sessionmaker)
+    dispatcher["dead_letters"] = DeadLetters(sessionmaker)
+    dispatcher["outbox_signal"] = signal
     scheduler = AsyncIOScheduler()
     return App(settings=settings, engine=engine, sessionmaker=sessionmaker, bot=bot,
                dispatcher=dispatcher, bridge=bridge, tickets=tickets, sync=sync, outbox=outbox,

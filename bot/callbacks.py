@@ -27,5 +27,10 @@ class AgentCb(CallbackData, prefix="a"):
     value: str = ""
 
 
+class DeadCb(CallbackData, prefix="x"):
+    action: str  # retry | discard
+    row_id: int
+
+
 class StatsCb(CallbackData, prefix="s"):
     action: str  # chart

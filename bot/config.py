@@ -127,6 +127,8 @@ class Settings(DatabaseSettings):
     outbox_max_attempts: int = Field(default=10, ge=1)
     # How long a process may hold a claimed outbox row before another takes it over.
     outbox_lease_seconds: float = Field(default=60.0, gt=0)
+    # Dead letters older than this are purged by the hourly housekeeping.
+    outbox_dead_retention_days: float = Field(default=30.0, gt=0)
     # A provider call that takes longer is abandoned and retried with backoff.
     provider_timeout_seconds: float = Field(default=30.0, gt=0)
     # While the provider refuses our credentials, one probe call this often (bot.outbox.hold).

@@ -7,12 +7,27 @@ from collections.abc import Sequence
 from aiogram.types import InlineKeyboardMarkup, KeyboardButton, ReplyKeyboardMarkup
 from aiogram.utils.keyboard import InlineKeyboardBuilder
 
-from bot.callbacks import AgentCb, CustomerCb, DepartmentCb, MenuCb, StatsCb
+from bot.callbacks import AgentCb, CustomerCb, DeadCb, DepartmentCb, MenuCb, StatsCb
 from bot.i18n import gettext
 from bot.services.types import Page, TicketSummary
 from bridges.base import Capabilities, Capability, Department, Priority, TicketStatus
 
 STATUS_ICON = {"open": "🟢", "waiting": "🟡", "closed": "⚪️"}
+
+
+def dead_letters(lang: str, row_ids: Sequence[int]) -> InlineKeyboardMarkup | None:
+    """Retry / Discard for each dead letter (numbered when there are several)."""
+    if not row_ids:
+        return None
+    kb = InlineKeyboardBuilder()
+    for row_id in row_ids:
+        suffix = f" {row_id}" if len(row_ids) > 1 else ""
+        kb.button(text=gettext(lang, "dead.retry") + suffix,
+                  callback_data=DeadCb(action="retry", row_id=row_id))
+        kb.button(text=gettext(lang, "dead.discard") + suffix,
+                  callback_data=DeadCb(action="discard", row_id=row_id))
+    kb.adjust(2)
+    return kb.as_markup()
 
 
 def main_menu(lang: str) -> InlineKeyboardMarkup:

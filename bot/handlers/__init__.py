@@ -9,6 +9,7 @@ from bot.handlers import (
     bans,
     canned,
     customer,
+    dead_letters,
     edits,
     errors,
     fallback,
@@ -24,7 +25,7 @@ def setup() -> Router:
     # The agent-toolkit routers come before `agents` and `customer`: those end
     # in catch-alls (refusals, "a message to a ticket") that would take their updates.
     router.include_routers(errors.setup(), groups.setup(), inline.setup(), canned.setup(),
-                           stats.setup(), bans.setup(), satisfaction.setup(), edits.setup(),
-                           agents.setup(),
+                           dead_letters.setup(), stats.setup(), bans.setup(),
+                           satisfaction.setup(), edits.setup(), agents.setup(),
                            customer.setup(), fallback.setup())
     return router

@@ -23,7 +23,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.db.models import OutboxItem
 from bot.middlewares import is_database_outage
-from bot.outbox.decisions import Action, Dead, Decision, decide
+from bot.outbox.dead_letters import what_of, why_of
+from bot.outbox.decisions import Action, Dead, decide
 from bot.outbox.hold import ProviderHold
 from bot.outbox.outcome import KindHandler
 from bot.outbox.payloads import Kind, parse_payload
@@ -208,18 +209,18 @@ class OutboxDispatcher:
                         decision.delay, error)
             await self.store.reschedule(row, decision.delay, count=True, error=error)
         else:
-            await self._bury(row, error, decision)
+            await self._bury(row, error, exc)
 
-    async def _bury(self, row: OutboxItem, error: str, decision: Decision) -> None:
+    async def _bury(self, row: OutboxItem, error: str, exc: BaseException) -> None:
         log.error("outbox row %s (%s) is a dead letter: %s", row.id, row.kind, error)
         self._metrics.failures.inc()
 
         async def tell_agents(session: AsyncSession, ticket_id: int | None) -> None:
             # Unless the failure is itself in the agent chat.
             if ticket_id and not is_agent_chat_lane(row.lane):
-                enqueue(session, Kind.AGENT_NOTICE, agent_lane(ticket_id),
-                        {"ticket_id": ticket_id, "key": "agent.delivery_failed",
-                         "params": {"what": row.kind, "error": error[:300]}})
+                enqueue(session, Kind.DEAD_LETTER, agent_lane(ticket_id),
+                        {"ticket_id": ticket_id, "row_id": row.id, "what": what_of(row.kind),
+                         "why": why_of(exc)})
 
         await self.store.bury(row, error, tell_agents)
 

@@ -32,6 +32,9 @@ class Kind(enum.StrEnum):
     # An agent edited their reply in the topic: edit the customer's copy of it.
     EDIT_CUSTOMER_COPY = "tg.edit_customer_copy"
 
+    # A delivery became a dead letter: told in the ticket's topic, with Retry / Discard.
+    DEAD_LETTER = "tg.dead_letter"
+
     @property
     def toward_provider(self) -> bool:
         return self.value.startswith("provider.")
@@ -94,7 +97,16 @@ class Refer:
     actor_agent_id: int | None = None
 
 
-Payload = TicketRef | MessageRef | CreateTicket | Notice | ChatNotice | UpdateTicket | Refer
+@dataclass(frozen=True, slots=True)
+class DeadLetterNotice:
+    ticket_id: int
+    row_id: int  # the dead row
+    what: str  # bot.outbox.dead_letters.WHAT
+    why: str  # bot.outbox.dead_letters.why_of
+
+
+Payload = (DeadLetterNotice | TicketRef | MessageRef | CreateTicket | Notice | ChatNotice
+           | UpdateTicket | Refer)
 
 PAYLOADS: dict[Kind, type[Any]] = {
     Kind.CREATE_TICKET: CreateTicket,
@@ -110,6 +122,7 @@ PAYLOADS: dict[Kind, type[Any]] = {
     Kind.AGENT_CHAT_NOTICE: ChatNotice,
     Kind.TOPIC_STATE: TicketRef,
     Kind.EDIT_CUSTOMER_COPY: MessageRef,
+    Kind.DEAD_LETTER: DeadLetterNotice,
 }
 
 

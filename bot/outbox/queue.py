@@ -40,6 +40,8 @@ _DEFAULT_PRIORITY = {
     Kind.EDIT_MIRROR: SendPriority.HELPDESK,
     Kind.AGENT_CHAT_NOTICE: SendPriority.HELPDESK,
     Kind.TOPIC_STATE: SendPriority.CARD,
+
+    Kind.DEAD_LETTER: SendPriority.HELPDESK,
 }
 
 AGENT_CHAT_PREFIX = "a:"  # every lane toward the agent chat starts with it

@@ -28,7 +28,14 @@ from bot.db.models import Attachment, Customer, Message, OutboxItem, TgLink, Tic
 from bot.i18n import gettext
 from bot.outbox.decisions import Dead, Deferred, NotReady
 from bot.outbox.outcome import KindHandler, Outcome
-from bot.outbox.payloads import ChatNotice, Kind, MessageRef, Notice, TicketRef
+from bot.outbox.payloads import (
+    ChatNotice,
+    DeadLetterNotice,
+    Kind,
+    MessageRef,
+    Notice,
+    TicketRef,
+)
 from bot.outbox.queue import (
     LIVE_STATUSES,
     OutboxSignal,
@@ -84,6 +91,8 @@ class TelegramDeliveries:
             Kind.EDIT_MIRROR: self.edit_mirror,
             Kind.AGENT_CHAT_NOTICE: self.agent_chat_notice,
             Kind.TOPIC_STATE: self.topic_state,
+
+            Kind.DEAD_LETTER: self.dead_letter,
         }
         return {
             **{kind: self._while_in_agent_chat(handler) for kind, handler in agent_chat.items()},
@@ -332,6 +341,20 @@ class TelegramDeliveries:
         ticket = await self._ensure_thread(ticket, customer)
         outcome = Outcome()
         outcome.link(await self._send_agent(ticket, plan.fallback_html), ticket.id, None)
+        return outcome
+
+    async def dead_letter(self, row: OutboxItem, payload: DeadLetterNotice) -> Outcome:
+        """A delivery of this ticket became a dead letter: say what and why,
+        in words, with Retry / Discard."""
+        ticket, customer = await self._load(payload.ticket_id)
+        ticket = await self._ensure_thread(ticket, customer)
+        lang = self.agent_chat.language
+        text = gettext(lang, "dead.notice", number=render.escape(render.number(ticket)),
+                       what=gettext(lang, f"dead.what.{payload.what}"),
+                       why=gettext(lang, f"dead.why.{payload.why}"))
+        outcome = Outcome()
+        outcome.link(await self._send_agent(
+            ticket, text, markup=keyboards.dead_letters(lang, [payload.row_id])), ticket.id, None)
         return outcome
 
     async def agent_chat_notice(self, row: OutboxItem, payload: ChatNotice) -> Outcome:

@@ -7,14 +7,24 @@ import os
 from typing import Any
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from bot.__main__ import main
 from bot.app import App
 from bot.db.models import Customer, OutboxItem
 from bot.sandbox.telegram_server import FakeTelegramServer
 from bridges.base import AgentIdentity, TicketStatus, TicketUpdate
-from tests.bot.conftest import AGENT_CHAT, ANNA, IVAN, JANE, find, make_settings, running
+from tests.bot.conftest import (
+    AGENT_CHAT,
+    ANNA,
+    IVAN,
+    JANE,
+    callback_data_of,
+    eventually,
+    find,
+    make_settings,
+    running,
+)
 from tests.bot.test_flow import open_ticket
 
 
@@ -103,20 +113,51 @@ async def test_dead_letters_are_listed_and_replayed(tg: FakeTelegramServer, migr
         await tg.wait_for(lambda s: find(s.sent_to(JANE), "Request #1 is open"))
         tg.fail_next("sendMessage", 400, "Bad Request: chat is deactivated", chat_id=JANE)
         tg.user_sends_text(ANNA, AGENT_CHAT, "This one fails once", thread_id=topic)
-        await tg.wait_for(lambda s: find(s.sent_to(AGENT_CHAT, topic), "Could not deliver"))
+        notice = await tg.wait_for(lambda s: find(s.sent_to(AGENT_CHAT, topic),
+                                                  "Could not deliver"))
+        # In words, naming the ticket and what was being done; no internal code.
+        assert notice["text"] == ("⚠️ Could not deliver the reply to the customer for request "
+                                  "#1. Telegram refused it.")
+        assert "tg.customer_message" not in notice["text"]
 
         monkeypatch.setenv("DATABASE_URL", migrated_url)
         import asyncio
 
         await asyncio.to_thread(main, ["outbox", "list"])
-        listed = capsys.readouterr().out
-        assert "tg.customer_message" in listed and "deactivated" in listed
-        await asyncio.to_thread(main, ["outbox", "replay"])
-        assert "1 dead letter(s) queued again" in capsys.readouterr().out
-        app.signal.notify()
+        listed = capsys.readouterr().out.splitlines()
+        assert listed[0].split() == ["id", "ticket", "kind", "attempts", "since", "why"]
+        assert "#1" in listed[1] and "tg.customer_message" in listed[1]
+        row_id = int(listed[1].split()[0])
+        await asyncio.to_thread(main, ["outbox", "show", str(row_id)])
+        shown = capsys.readouterr().out
+        assert "deactivated" in shown and "message_id" in shown
+        # An agent presses Retry on the notice: delivered once, the buttons go.
+        tg.user_presses(ANNA, (AGENT_CHAT, notice["message_id"]), callback_data_of(notice, "Retry"))
         await tg.wait_for(lambda s: find(s.sent_to(JANE), "This one fails once"))
         assert count(tg, JANE, "This one fails once") == 1
+        await tg.wait_for(lambda s: find(s.sent_to(AGENT_CHAT, topic), "Could not deliver")
+                          .get("reply_markup") is None)
+
+        # Another one fails: /failed lists it; Discard drops it for good.
+        tg.fail_next("sendMessage", 400, "Bad Request: chat is deactivated", chat_id=JANE)
+        tg.user_sends_text(ANNA, AGENT_CHAT, "This one is dropped", thread_id=topic)
+        await tg.wait_for(lambda s: len([r for r in s.sent_to(AGENT_CHAT, topic)
+                                         if "Could not deliver" in (r["text"] or "")]) == 2)
+        tg.user_sends_text(ANNA, AGENT_CHAT, "/failed")
+        listing = await tg.wait_for(lambda s: find(s.sent_to(AGENT_CHAT), "Failed deliveries: 1"))
+        tg.user_presses(ANNA, (AGENT_CHAT, listing["message_id"]),
+                        callback_data_of(listing, "Discard"))
+        await eventually(lambda: _dead_count(app), lambda n: n == 0)
+        await asyncio.to_thread(main, ["outbox", "list"])
+        assert "no dead letters" in capsys.readouterr().out
+        assert count(tg, JANE, "This one is dropped") == 0
     assert os.environ["DATABASE_URL"] == migrated_url
+
+
+async def _dead_count(app: App) -> int:
+    async with app.sessionmaker() as session:
+        return await session.scalar(select(func.count()).select_from(OutboxItem)
+                                    .where(OutboxItem.status == "dead")) or 0
 
 
 async def test_replies_typed_in_the_helpdesk_reach_both_sides(tg: FakeTelegramServer,
