@@ -184,7 +184,7 @@ class TelegramDeliveries:
             raise NotReady()
         had_card = ticket.tg_card_message_id is not None
         ticket = await self._ensure_thread(ticket, customer)
-        outcome = Outcome(also_done=await self._collapsible_cards(row))
+        outcome = Outcome(also_done=await self._collapsible(row, Kind.CARD))
         if self._topic_out_of_date(ticket):
             ticket_id = ticket.id
             outcome.apply.append(lambda session: sync_topic(session, ticket_id))
@@ -287,22 +287,6 @@ class TelegramDeliveries:
                 select(OutboxItem.id).where(OutboxItem.lane == agent_lane(ticket_id),
                                             OutboxItem.status.in_(LIVE_STATUSES)).limit(1)
             ) is not None
-
-    async def _collapsible_cards(self, head: OutboxItem) -> list[int]:
-        """Card refreshes queued behind this one: the card shows the current
-        state, so one edit serves them all."""
-        async with self._sm() as session:
-            rows = await session.scalars(
-                select(OutboxItem).where(OutboxItem.lane == head.lane,
-                                         OutboxItem.status == "pending",
-                                         OutboxItem.id > head.id)
-                .order_by(OutboxItem.id).limit(MERGE_LOOKAHEAD))
-            collapsed = []
-            for row in rows:
-                if row.kind != Kind.CARD:
-                    break
-                collapsed.append(row.id)
-            return collapsed
 
     async def agent_notice(self, row: OutboxItem, payload: Notice) -> Outcome:
         ticket, customer = await self._load(payload.ticket_id)
