@@ -31,7 +31,6 @@ class Kind(enum.StrEnum):
     TOPIC_STATE = "tg.topic_state"
     # An agent edited their reply in the topic: edit the customer's copy of it.
     EDIT_CUSTOMER_COPY = "tg.edit_customer_copy"
-
     # A delivery became a dead letter: told in the ticket's topic, with Retry / Discard.
     DEAD_LETTER = "tg.dead_letter"
 

@@ -40,7 +40,6 @@ _DEFAULT_PRIORITY = {
     Kind.EDIT_MIRROR: SendPriority.HELPDESK,
     Kind.AGENT_CHAT_NOTICE: SendPriority.HELPDESK,
     Kind.TOPIC_STATE: SendPriority.CARD,
-
     Kind.DEAD_LETTER: SendPriority.HELPDESK,
 }
 

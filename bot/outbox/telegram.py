@@ -91,7 +91,6 @@ class TelegramDeliveries:
             Kind.EDIT_MIRROR: self.edit_mirror,
             Kind.AGENT_CHAT_NOTICE: self.agent_chat_notice,
             Kind.TOPIC_STATE: self.topic_state,
-
             Kind.DEAD_LETTER: self.dead_letter,
         }
         return {
