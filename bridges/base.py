@@ -12,10 +12,13 @@ provider's ids, as strings, whatever their type on the wire.
 from __future__ import annotations
 
 import enum
+from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Protocol, runtime_checkable
+
+from bridges.errors import Invalid
 
 
 class Capability(enum.StrEnum):
@@ -210,6 +213,16 @@ class CheckReport:
     lines: Sequence[str]
 
 
+@dataclass(frozen=True, slots=True)
+class Erasure:
+    """What `erase_customer` erased: `messages` held by the helpdesk itself,
+    and whether the helpdesk keeps nothing more of the customer (`complete`;
+    otherwise it must be erased there too)."""
+
+    messages: int = 0
+    complete: bool = False
+
+
 @runtime_checkable
 class HelpdeskBridge(Protocol):
     """The provider contract. Every method may raise a `bridges.errors.BridgeError`."""
@@ -304,5 +317,145 @@ class HelpdeskBridge(Protocol):
         """The provider's remaining API budget where it reports one (Omnidesk's
         `api_calls_left`), for the metrics; None where there is none."""
 
+    def own_file(self, attachment: Attachment) -> str | None:
+        """The bot's own file handle behind an attachment the bridge read
+        back (a desk that keeps `Attachment.ref` as the bot gave it), so the
+        bot can send the file again without downloading it; else None."""
+
+    async def erase_customer(self, customer_ref: str,
+                             remote_ticket_ids: Sequence[str]) -> Erasure:
+        """Erase what the helpdesk (where the bridge can) and the bridge
+        itself keep of a customer's words and identity; tickets stay, for
+        statistics. Safe to call again."""
+
     async def aclose(self) -> None:
         """Release connections."""
+
+
+# Methods a bridge must write itself when it declares the capability; without
+# it, `BridgeBase` answers for them.
+GATED_METHODS: dict[Capability, tuple[str, ...]] = {
+    Capability.REPLY_AS_AGENT: ("post_agent_reply",),
+    Capability.NOTES: ("post_note",),
+    Capability.ASSIGN: ("update_ticket",),
+    Capability.PRIORITY: ("update_ticket",),
+    Capability.CLOSE_REOPEN: ("update_ticket",),
+    Capability.REFER: ("refer",),
+    Capability.DEPARTMENTS: ("list_departments",),
+    Capability.KNOWLEDGE_BASE: ("search_articles",),
+    Capability.AGENT_ACCOUNTS: ("find_agent",),
+}
+
+
+class BridgeBase(ABC):
+    """What every bridge shares. A bridge writes the methods every provider
+    has (checking, creating, reading, the customer's messages, the change
+    feed) and those of the capabilities it declares; the rest answer here as
+    a provider without the capability must: a refusal (`Invalid`) for an
+    action, nothing for a lookup. Declaring a capability without writing its
+    method is an error when the class is defined."""
+
+    name: str
+    capabilities: Capabilities = frozenset()
+    uploads_files: bool = False
+
+    def __init_subclass__(cls, **kwargs: object) -> None:
+        super().__init_subclass__(**kwargs)
+        missing = sorted({method for capability in cls.capabilities
+                          for method in GATED_METHODS.get(capability, ())
+                          if getattr(cls, method) is getattr(BridgeBase, method)})
+        if missing:
+            raise TypeError(f"{cls.__name__} declares capabilities it does not implement: "
+                            f"{', '.join(missing)}")
+
+    # -- every bridge -------------------------------------------------------------
+
+    @abstractmethod
+    async def check(self) -> CheckReport: ...
+
+    @abstractmethod
+    async def create_ticket(self, ticket: NewTicket) -> RemoteTicket: ...
+
+    @abstractmethod
+    async def get_ticket(self, remote_ticket_id: str) -> RemoteTicket: ...
+
+    @abstractmethod
+    async def post_customer_message(
+        self,
+        remote_ticket_id: str,
+        customer: CustomerIdentity,
+        text: str,
+        attachments: Sequence[Attachment] = (),
+        idempotency_key: str | None = None,
+    ) -> RemoteMessage: ...
+
+    @abstractmethod
+    async def fetch_changes(self, cursor: str | None) -> Changes: ...
+
+    # -- capabilities: a refusal or nothing unless declared ------------------------
+
+    async def post_agent_reply(
+        self,
+        remote_ticket_id: str,
+        agent: AgentIdentity,
+        text: str,
+        attachments: Sequence[Attachment] = (),
+        idempotency_key: str | None = None,
+    ) -> RemoteMessage:
+        raise self._lacks(Capability.REPLY_AS_AGENT, "agent replies")
+
+    async def post_note(
+        self,
+        remote_ticket_id: str,
+        agent: AgentIdentity,
+        text: str,
+        idempotency_key: str | None = None,
+    ) -> RemoteMessage:
+        raise self._lacks(Capability.NOTES, "internal notes")
+
+    async def update_ticket(
+        self,
+        remote_ticket_id: str,
+        update: TicketUpdate,
+        actor: AgentIdentity | None = None,
+        idempotency_key: str | None = None,
+    ) -> RemoteTicket:
+        raise self._lacks(Capability.CLOSE_REOPEN, "changes of status, priority or assignee")
+
+    async def refer(
+        self, remote_ticket_id: str, target: str, actor: AgentIdentity | None = None
+    ) -> RemoteTicket:
+        raise self._lacks(Capability.REFER, "departments to refer to")
+
+    async def list_departments(self) -> Sequence[Department]:
+        return []
+
+    async def search_articles(
+        self, query: str, *, for_agent: bool, limit: int = 20
+    ) -> Sequence[KnowledgeArticle]:
+        return []
+
+    async def find_agent(self, login: str, secret: str | None = None) -> AgentIdentity | None:
+        return None
+
+    # -- defaults every bridge may refine ------------------------------------------
+
+    def missing_contact(self, customer: CustomerIdentity) -> bool:
+        return False
+
+    def calls_left(self) -> int | None:
+        return None
+
+    def own_file(self, attachment: Attachment) -> str | None:
+        return None
+
+    async def erase_customer(self, customer_ref: str,
+                             remote_ticket_ids: Sequence[str]) -> Erasure:
+        return Erasure()
+
+    async def aclose(self) -> None:  # noqa: B027 - a default, not an abstract method
+        """Nothing to release unless the bridge holds connections."""
+
+    def _lacks(self, capability: Capability, what: str) -> Invalid:
+        return Invalid(f"{self.name} has no {what} (capability {capability.value})",
+                       provider=self.name)

@@ -1,17 +1,29 @@
 """One error hierarchy for every bridge.
 
-Bridges map their provider's failures (HTTP status, error bodies, envelope
-flags) onto these in one place per client; the bot decides on retries from
-the class alone.
+Bridges map their provider's answers onto these in one table per provider
+(`bridges.http.Table`, built in each provider's client); the bot decides
+what to do from the class alone:
+
+- `RateLimited`: wait `retry_after`, then send again; no attempt is spent.
+- `CredentialsRefused` (*held*): the provider refused the bridge's
+  credentials or permissions. Nothing more can succeed until a person fixes
+  `setting`; the work must wait, never be dropped.
+- `Invalid` (with `NotFound`, `Forbidden`): this one request can never
+  succeed.
+- everything else (`Unavailable`, `AuthFailed`): retry with backoff.
 """
 
 from __future__ import annotations
+
+from typing import ClassVar
 
 
 class BridgeError(Exception):
     """Base of every provider failure."""
 
-    retryable: bool = False
+    retryable: ClassVar[bool] = False
+    # True for failures that hold all of the provider's work until a person acts.
+    held: ClassVar[bool] = False
 
     def __init__(self, message: str = "", *, provider: str | None = None) -> None:
         super().__init__(message)
@@ -19,10 +31,27 @@ class BridgeError(Exception):
 
 
 class AuthFailed(BridgeError):
-    """Credentials rejected. Retrying will not help until someone fixes them,
-    but the outbox keeps the work so nothing is lost once they do."""
+    """A session or key was refused where the bridge can recover by itself
+    (signing in again, a linked agent's key falling back to the service
+    account, one customer's session renewed). Retried with backoff."""
 
     retryable = True
+
+
+class CredentialsRefused(AuthFailed):
+    """Held: the provider refused the bridge's own credentials or
+    permissions (a wrong or rotated API key, a wrong staff e-mail, a password
+    changed). Retrying cannot help until the operator fixes `setting`, the
+    configuration the failure points at (e.g. "OMNIDESK_API_KEY"; several
+    are joined by " or "). Nothing is lost meanwhile: the outbox holds the
+    work instead of spending attempts on it."""
+
+    held = True
+
+    def __init__(self, message: str = "", *, setting: str,
+                 provider: str | None = None) -> None:
+        super().__init__(message, provider=provider)
+        self.setting = setting
 
 
 class NotFound(BridgeError):
@@ -34,7 +63,8 @@ class Invalid(BridgeError):
 
 
 class Forbidden(Invalid):
-    """The account lacks the rights for this action (e.g. Zenlix `no priviliges`)."""
+    """The account lacks the rights for this one action (e.g. Zenlix `no
+    priviliges` on a ticket someone else holds)."""
 
 
 class RateLimited(BridgeError):

@@ -1,13 +1,16 @@
 """Maps a `PROVIDER` name to the factory that builds its bridge.
 
-Providers register themselves on import of their subpackage; `create_bridge`
-imports the subpackage lazily so that an unused provider costs nothing.
+Every subpackage of `bridges` is a provider: it registers its factory with
+`@register(name)` when imported. `create_bridge` imports the one asked for
+lazily, so an unused provider costs nothing; adding a provider is adding its
+subpackage.
 """
 
 from __future__ import annotations
 
 import importlib
-from collections.abc import Awaitable, Callable
+import pkgutil
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -19,11 +22,12 @@ from bridges.base import HelpdeskBridge
 
 @dataclass(frozen=True, slots=True)
 class BridgeDeps:
-    """What a factory may use. Each provider reads its own settings from
-    `env` (the process environment plus `.env`)."""
+    """What a factory may use. Each provider reads its own settings
+    (`bridges.settings`): from `env` when given (the bot's settings, or a
+    test's), else from the process environment and `.env`."""
 
     engine: AsyncEngine
-    env: dict[str, str] = field(default_factory=dict)
+    env: Mapping[str, str] | None = None
     transport: httpx.AsyncBaseTransport | None = None  # injectable for tests
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -31,7 +35,6 @@ class BridgeDeps:
 BridgeFactory = Callable[[BridgeDeps], Awaitable[HelpdeskBridge]]
 
 _FACTORIES: dict[str, BridgeFactory] = {}
-KNOWN_PROVIDERS = ("local", "omnidesk", "zenlix", "plusofon", "iqstore")
 
 
 def register(name: str) -> Callable[[BridgeFactory], BridgeFactory]:
@@ -42,9 +45,16 @@ def register(name: str) -> Callable[[BridgeFactory], BridgeFactory]:
     return decorator
 
 
+def providers() -> list[str]:
+    """The subpackages of `bridges`: every provider there is."""
+    package = importlib.import_module("bridges")
+    return sorted(module.name for module in pkgutil.iter_modules(package.__path__)
+                  if module.ispkg)
+
+
 def available() -> list[str]:
-    """Providers whose subpackage exists and registered a factory."""
-    for name in KNOWN_PROVIDERS:
+    """Providers whose subpackage registered a factory."""
+    for name in providers():
         _try_import(name)
     return sorted(_FACTORIES)
 

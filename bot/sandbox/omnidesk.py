@@ -3,7 +3,8 @@ the seed (../shared/seeds/004_66a3ee0b836e2e53.txt).
 
 Faithful to the document where the bridge depends on it:
 
-* `/api/<URI>` paths; HTTP Basic `staff_email:api_key` (401 otherwise).
+* `/api/<URI>` paths; HTTP Basic `staff_email:api_key`: a wrong key is
+  401, a wrong (or inactive) staff e-mail 403.
 * Lists as an object keyed by position plus `total_count`; `page` (1-based)
   and `limit` (1..100, default 100); messages `order` asc (default) or desc,
   and without page/limit the *last* 100.
@@ -192,11 +193,12 @@ class FakeOmnidesk:
     async def __aexit__(self, *exc_info: object) -> None:
         await self.stop()
 
-    def env(self, *, channel: str | None = None, api_key: str | None = None) -> dict[str, str]:
+    def env(self, *, channel: str | None = None, api_key: str | None = None,
+            staff_email: str | None = None) -> dict[str, str]:
         """The OMNIDESK_* settings that reach this fake."""
         values = {
             "OMNIDESK_BASE_URL": self.base_url,
-            "OMNIDESK_STAFF_EMAIL": self.staff_email,
+            "OMNIDESK_STAFF_EMAIL": self.staff_email if staff_email is None else staff_email,
             "OMNIDESK_API_KEY": self.api_key if api_key is None else api_key,
         }
         if channel:
@@ -381,10 +383,10 @@ class FakeOmnidesk:
 
     def _api(self, handler: Callable[[web.Request], Any]) -> Callable[..., Any]:
         async def handle(request: web.Request) -> web.StreamResponse:
-            if not self._authorised(request):
+            refused = self._refusal(request)
+            if refused is not None:
                 self.rejected_auth += 1
-                return web.json_response({"error": "wrong_api_key_or_email"}, status=401,
-                                         headers=self._date_header())
+                return refused
             route = request.match_info.route.resource
             template = route.canonical if route is not None else request.path
             self.requests[f"{request.method} {template}"] += 1
@@ -413,16 +415,24 @@ class FakeOmnidesk:
 
         return handle
 
-    def _authorised(self, request: web.Request) -> bool:
+    def _refusal(self, request: web.Request) -> web.Response | None:
+        """None for good credentials. A wrong API key is 401; with the right
+        key, an e-mail of no active staff member is 403 (as third-party
+        clients of the real API see it, issue 13)."""
         header = request.headers.get("Authorization", "")
-        if not header.startswith("Basic "):
-            return False
-        try:
-            email, _, key = base64.b64decode(header[6:]).decode().partition(":")
-        except ValueError:
-            return False
+        email, key = "", ""
+        if header.startswith("Basic "):
+            try:
+                email, _, key = base64.b64decode(header[6:]).decode().partition(":")
+            except ValueError:
+                email, key = "", ""
+        if key != self.api_key:
+            return web.json_response({"error": "wrong_api_key"}, status=401,
+                                     headers=self._date_header())
         staff = next((s for s in self.store.staff.values() if s["staff_email"] == email), None)
-        return key == self.api_key and staff is not None and bool(staff["active"])
+        if staff is None or not staff["active"]:
+            return web.Response(status=403, text="Forbidden", headers=self._date_header())
+        return None
 
     def _take_fault(self, request: web.Request) -> Fault | None:
         for fault in self._faults:

@@ -44,22 +44,21 @@ from bridges.base import (
     AgentIdentity,
     Attachment,
     AuthorKind,
+    BridgeBase,
     Capabilities,
     Capability,
     ChangeEvent,
     Changes,
     CheckReport,
     CustomerIdentity,
-    Department,
-    KnowledgeArticle,
     MessageAdded,
     NewTicket,
     RemoteMessage,
     RemoteTicket,
     TicketChanged,
     TicketStatus,
-    TicketUpdate,
 )
+from bridges.content import checked_files, subject_of
 from bridges.errors import AuthFailed, BridgeError, Invalid, NotFound, Unavailable
 from bridges.iqstore.client import PROVIDER, IqstoreClient
 from bridges.iqstore.config import IqstoreSettings
@@ -88,7 +87,6 @@ CUSTOMER_SIDE: Capabilities = frozenset(
 REGISTRY_MARGIN_MS = 120_000
 # A chat whose read failed is tried again after this long.
 READ_RETRY_MS = 60_000
-SUBJECT_LIMIT = 255
 
 
 @dataclass(frozen=True, slots=True)
@@ -174,8 +172,8 @@ class _Read:
     ticket_ids: dict[str, int] = field(default_factory=dict)
 
 
-class IqstoreBridge:
-    name: str = PROVIDER
+class IqstoreBridge(BridgeBase):
+    name = PROVIDER
     # Files are uploaded (`/files/upload`): the bytes are needed.
     uploads_files: bool = True
 
@@ -221,7 +219,8 @@ class IqstoreBridge:
         return CheckReport(ok=True, lines=lines)
 
     async def create_ticket(self, ticket: NewTicket) -> RemoteTicket:
-        files = _checked_files(ticket.text, ticket.attachments)
+        files = checked_files(ticket.text, ticket.attachments, provider=PROVIDER,
+                              needs_bytes=True)
         key = ticket.idempotency_key
         progress = await self._progress(key)
         if progress.conversation is not None:
@@ -230,7 +229,7 @@ class IqstoreBridge:
         ids = await self._send(client_id, key, ticket.text, files, progress)
         conversation = _Conversation(
             client_id, ids[0], ticket.customer.customer_ref,
-            _subject(ticket.subject, ticket.text), ticket.text, key, self._now_ms())
+            subject_of(ticket.subject, ticket.text), ticket.text, key, self._now_ms())
         await self._state.set_many({
             f"seg:{conversation.remote_ticket_id}": conversation.to_json(),
             f"act:{client_id}": _activity(max(ids), conversation.created_ms),
@@ -250,7 +249,7 @@ class IqstoreBridge:
         attachments: Sequence[Attachment] = (),
         idempotency_key: str | None = None,
     ) -> RemoteMessage:
-        files = _checked_files(text, attachments)
+        files = checked_files(text, attachments, provider=PROVIDER, needs_bytes=True)
         conversation = await self._conversation(remote_ticket_id)
         if conversation.customer_ref != customer.customer_ref:
             raise Invalid(f"conversation {remote_ticket_id} is another customer's",
@@ -317,25 +316,6 @@ class IqstoreBridge:
             origin_key=key,
         )
 
-    async def post_note(
-        self,
-        remote_ticket_id: str,
-        agent: AgentIdentity,
-        text: str,
-        idempotency_key: str | None = None,
-    ) -> RemoteMessage:
-        raise Invalid("iqstore's documented APIs have no internal notes", provider=PROVIDER)
-
-    async def update_ticket(
-        self,
-        remote_ticket_id: str,
-        update: TicketUpdate,
-        actor: AgentIdentity | None = None,
-        idempotency_key: str | None = None,
-    ) -> RemoteTicket:
-        raise Invalid("iqstore's documented APIs cannot change a conversation",
-                      provider=PROVIDER)
-
     async def fetch_changes(self, cursor: str | None) -> Changes:
         """Reads the chats that are due, within the budget.
 
@@ -363,28 +343,6 @@ class IqstoreBridge:
             raise failed[0]
         events = await self._events(discovered, reads, following, now)
         return Changes(events=events, cursor=following.dump(), more=len(due) > budget)
-
-    async def refer(
-        self, remote_ticket_id: str, target: str, actor: AgentIdentity | None = None
-    ) -> RemoteTicket:
-        raise Invalid("iqstore has no departments to refer to", provider=PROVIDER)
-
-    async def list_departments(self) -> Sequence[Department]:
-        return []
-
-    async def search_articles(
-        self, query: str, *, for_agent: bool, limit: int = 20
-    ) -> Sequence[KnowledgeArticle]:
-        return []
-
-    async def find_agent(self, login: str, secret: str | None = None) -> AgentIdentity | None:
-        return None  # replies go through one service account
-
-    def missing_contact(self, customer: CustomerIdentity) -> bool:
-        return False  # a client needs a name (signup) or the customer's Telegram id
-
-    def calls_left(self) -> int | None:
-        return None  # no budget reported by this API
 
     async def aclose(self) -> None:
         await self._client.aclose()
@@ -755,20 +713,6 @@ def _parts(text: str, files: list[Attachment]) -> list[tuple[str, Attachment | N
     if not files:
         return [(text, None)]
     return [(text if index == 0 else "", file) for index, file in enumerate(files)]
-
-
-def _checked_files(text: str, attachments: Sequence[Attachment]) -> list[Attachment]:
-    if not text.strip() and not attachments:
-        raise Invalid("a message needs text or an attachment", provider=PROVIDER)
-    missing = [file.file_name for file in attachments if file.data is None]
-    if missing:
-        raise Invalid(f"no bytes for {', '.join(missing)}", provider=PROVIDER)
-    return list(attachments)
-
-
-def _subject(subject: str, text: str) -> str:
-    subject = subject.strip() or text.strip().partition("\n")[0].strip() or "(no subject)"
-    return subject if len(subject) <= SUBJECT_LIMIT else subject[: SUBJECT_LIMIT - 1] + "…"
 
 
 def _display_name(customer: CustomerIdentity) -> str:

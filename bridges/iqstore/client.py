@@ -3,25 +3,30 @@ APIs (providers/iqstore.md).
 
 Both answer HTTP 200 with an envelope whatever happens (file methods
 excepted), so an answer is a success only when it says `"OK": true`;
-`iqstore_error` is the one place where answers become `bridges.errors`.
+`TABLE` is the one place where answers become `bridges.errors`.
 Tokens never reach a log line or an exception message.
 """
 
 from __future__ import annotations
 
+import re
 from typing import Any, TypeVar
 
 import httpx
 from pydantic import BaseModel, ValidationError
 
-from bridges.errors import (
-    AuthFailed,
-    BridgeError,
-    Forbidden,
-    Invalid,
-    NotFound,
-    RateLimited,
-    Unavailable,
+from bridges.errors import AuthFailed, Forbidden, Invalid, NotFound, Unavailable
+from bridges.http import (
+    SUCCESSFUL,
+    Answer,
+    Decision,
+    Rule,
+    Table,
+    json_or,
+    retry_after,
+    scrub,
+    send,
+    status,
 )
 from bridges.iqstore.config import IqstoreSettings
 from bridges.iqstore.models import (
@@ -35,64 +40,55 @@ from bridges.iqstore.models import (
 )
 
 PROVIDER = "iqstore"
-NOT_JSON: Any = object()
-_TEXT_LIMIT = 300
+NO_FLAG, OK = "(no OK flag)", "(OK)"
+AGENT_API = r"^api/"  # the internal API, as the service account
 ModelT = TypeVar("ModelT", bound=BaseModel)
 
-# ErrorCode values of the seeds, and the two the client SDK adds.
-_ERROR_CODES: dict[str, type[BridgeError]] = {
-    "not_found": NotFound,
-    "forbidden": Forbidden,
-    "unauthorized": AuthFailed,
-    "invalid": Invalid,
-    "bad_request": Invalid,
-    "internal_server_error": Unavailable,
-}
-
-
-def iqstore_error(
-    status: int, body: Any, *, retry_after: float | None = None, where: str = ""
-) -> BridgeError | None:
-    """The error an answer stands for, or None when it is a success.
-
-    A 200 is only a success with `"OK": true` in the body: an answer without
-    the flag (a proxy page, an empty body) is never taken for one. Other
-    statuses come from the file methods, which may answer without an
-    envelope, or from something in front of iqstore.
-    """
-    prefix = f"{where}: " if where else ""
-    if not 200 <= status < 300:
-        text = f"{prefix}HTTP {status}"
-        if status == 401:
-            return AuthFailed(text, provider=PROVIDER)
-        if status == 403:
-            return Forbidden(text, provider=PROVIDER)
-        if status == 404:
-            return NotFound(text, provider=PROVIDER)
-        if status == 429:
-            return RateLimited(text, retry_after=retry_after, provider=PROVIDER)
-        if 400 <= status < 500:
-            return Invalid(text, provider=PROVIDER)
-        return Unavailable(text, provider=PROVIDER)
-    if not isinstance(body, dict) or not isinstance(body.get("OK"), bool):
-        return Unavailable(f"{prefix}answered without an OK flag", provider=PROVIDER)
-    if body["OK"]:
-        return None
-    error = body.get("Error")
-    code = str(error.get("Code") or "") if isinstance(error, dict) else ""
-    text = " ".join(str(error.get("Text") or "").split()) if isinstance(error, dict) else ""
-    text = text if len(text) <= _TEXT_LIMIT else text[: _TEXT_LIMIT - 1] + "…"
+# iqstore's answers (providers/iqstore.md): HTTP 200 with an envelope whatever
+# happens, a success only with `"OK": true`; errors as `{"Code", "Text"}`
+# with the ErrorCode values of the seeds (and two the client SDK adds). File
+# methods, and anything in front of iqstore, may answer other statuses.
+TABLE = Table(PROVIDER, (
+    Rule("2xx without an OK flag (a proxy page, an empty body)", Decision.RETRY, SUCCESSFUL,
+         detail=f"^{re.escape(NO_FLAG)}$"),
+    Rule("OK true", Decision.SUCCESS, SUCCESSFUL, detail=f"^{re.escape(OK)}$"),
+    Rule("integration_auth refused (unauthorized, forbidden, invalid)", Decision.HELD,
+         call="^clients/integration_auth$", detail=r"^(unauthorized|forbidden|invalid)\b",
+         setting="IQSTORE_INTEGRATION_CREDENTIALS"),
+    Rule("the service account refused (unauthorized or forbidden, HTTP 401 or 403)",
+         Decision.HELD, call=AGENT_API, detail=r"^(unauthorized|forbidden)\b",
+         setting="IQSTORE_SERVICE_TOKEN"),
+    Rule("HTTP 401 or 403 to the service account", Decision.HELD, range(401, 404),
+         call=AGENT_API, setting="IQSTORE_SERVICE_TOKEN"),
+    Rule("not_found", Decision.INVALID, detail=r"^not_found\b", error=NotFound),
+    Rule("forbidden", Decision.INVALID, detail=r"^forbidden\b", error=Forbidden),
+    # A customer's own session: the bridge signs that customer in again.
+    Rule("unauthorized: a customer's session (renewed)", Decision.RETRY,
+         detail=r"^unauthorized\b", error=AuthFailed),
+    Rule("HTTP 401: a customer's session (renewed)", Decision.RETRY, status(401),
+         error=AuthFailed),
+    Rule("invalid, bad_request", Decision.INVALID, detail=r"^(invalid|bad_request)\b"),
     # An unknown code is taken for a passing failure: retried, then dead-lettered.
-    kind = _ERROR_CODES.get(code, Unavailable)
-    return kind(f"{prefix}{code or 'error'} {text}".rstrip(), provider=PROVIDER)
+    Rule("internal_server_error or an unknown code", Decision.RETRY, SUCCESSFUL),
+), credentials="IQSTORE_INTEGRATION_CREDENTIALS")
 
 
-def _retry_after(response: httpx.Response) -> float | None:
-    value = response.headers.get("Retry-After", "").strip()
-    try:
-        return max(0.0, float(value)) if value else None
-    except ValueError:
-        return None
+def answer_of(response: httpx.Response, *, call: str, secrets: tuple[str | None, ...]
+              ) -> tuple[Answer, Any]:
+    """The answer as the table sees it (secrets blanked out of its text), and the body."""
+    body = json_or(response, None)
+    if 200 <= response.status_code < 300 and not (
+            isinstance(body, dict) and isinstance(body.get("OK"), bool)):
+        detail = NO_FLAG
+    elif isinstance(body, dict) and body.get("OK") is True:
+        detail = OK
+    else:
+        error = body.get("Error") if isinstance(body, dict) else None
+        code = str(error.get("Code") or "") if isinstance(error, dict) else ""
+        text = " ".join(str(error.get("Text") or "").split()) if isinstance(error, dict) else ""
+        detail = scrub(f"{code or 'error'}: {text}".rstrip(": "), secrets) if error else ""
+    return Answer(response.status_code, detail, retry_after=retry_after(response.headers),
+                  call=call), body
 
 
 class IqstoreClient:
@@ -201,31 +197,13 @@ class IqstoreClient:
     ) -> dict[str, Any]:
         where = f"POST {path}"
         headers = {"Authorization": f"Client {token}"} if token else {}
-        try:
-            response = await http.post(path, headers=headers, **kwargs)
-        except httpx.TimeoutException:
-            raise Unavailable(f"{where}: timed out", provider=PROVIDER) from None
-        except httpx.HTTPError as exc:
-            raise Unavailable(f"{where}: {type(exc).__name__}", provider=PROVIDER) from None
-        try:
-            body = response.json()
-        except ValueError:
-            body = NOT_JSON
-        error = iqstore_error(response.status_code, body, retry_after=_retry_after(response),
-                              where=where)
-        if error is not None:
-            raise self._scrubbed(error, (token, *secrets))
-        return body
-
-    def _scrubbed(self, error: BridgeError, values: tuple[str | None, ...]) -> BridgeError:
-        message = str(error)
+        response = await send(http, "POST", path, where=where, provider=PROVIDER,
+                              headers=headers, **kwargs)
         service = self._settings.service_token
-        for secret in (*values, service.get_secret_value() if service else None):
-            if secret:
-                message = message.replace(secret, "***")
-        if message != str(error):
-            error.args = (message,)
-        return error
+        answer, body = answer_of(response, call=path, secrets=(
+            token, *secrets, service.get_secret_value() if service else None))
+        TABLE.raise_for(answer, where=where)
+        return dict(body)
 
 
 def _page(body: dict[str, Any], where: str) -> ChatPage:

@@ -1,35 +1,30 @@
-"""iqstore settings, read from `BridgeDeps.env` (the `IQSTORE_*` names of
-DESIGN.md's configuration contract, and a few tuning knobs)."""
+"""iqstore settings (the `IQSTORE_*` names of DESIGN.md's configuration
+contract, and a few tuning knobs; see `bridges.settings`)."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from typing import ClassVar
 
-from pydantic import (
-    BaseModel,
-    ConfigDict,
-    Field,
-    SecretStr,
-    ValidationError,
-    field_validator,
-    model_validator,
-)
+from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic_settings import SettingsConfigDict
 
-ENV_PREFIX = "IQSTORE_"
+from bridges.settings import HttpUrl, ProviderSettings
+
 # The client SDK puts every public method under this path (providers/iqstore.md).
 PUBLIC_API_PATH = "/public/api/v1"
 CUSTOMER_PLACEHOLDER = "{customer_ref}"
 
 
-class IqstoreSettings(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="ignore")
+class IqstoreSettings(ProviderSettings):
+    model_config = SettingsConfigDict(env_prefix="IQSTORE_")
+    title: ClassVar[str] = "iqstore"
 
     # Customer side: the public chat API and the channel to talk in.
-    public_base_url: str
+    public_base_url: HttpUrl
     channel: str
     # Agent side (optional): agent replies typed in Telegram go to iqstore
     # tickets through a service account.
-    app_base_url: str | None = None
+    app_base_url: HttpUrl | None = None
     service_token: SecretStr | None = None
     # How a Telegram customer becomes an iqstore client: with this set, by
     # `/clients/integration_auth` with these credentials (`{customer_ref}` is
@@ -49,16 +44,6 @@ class IqstoreSettings(BaseModel):
     history_page: int = Field(default=50, ge=2, le=100)
     read_concurrency: int = Field(default=8, ge=1, le=64)
     timeout_seconds: float = Field(default=30.0, gt=0)
-
-    @field_validator("public_base_url", "app_base_url")
-    @classmethod
-    def _http_url(cls, value: str | None) -> str | None:
-        if value is None:
-            return None
-        value = value.strip().rstrip("/")
-        if not value.startswith(("http://", "https://")):
-            raise ValueError("must be an http(s) URL")
-        return value
 
     @field_validator("channel")
     @classmethod
@@ -95,21 +80,3 @@ class IqstoreSettings(BaseModel):
             return None
         template = self.integration_credentials.get_secret_value()
         return template.replace(CUSTOMER_PLACEHOLDER, customer_ref)
-
-    @classmethod
-    def from_env(cls, env: Mapping[str, str]) -> IqstoreSettings:
-        """Validated settings; a ValueError names the bad variables and never
-        echoes their values (they may be secrets)."""
-        values = {
-            name.removeprefix(ENV_PREFIX).lower(): value
-            for name, value in env.items()
-            if name.startswith(ENV_PREFIX) and value.strip()
-        }
-        try:
-            return cls.model_validate(values)
-        except ValidationError as exc:
-            problems = []
-            for error in exc.errors(include_input=False, include_url=False):
-                where = ".".join(str(part) for part in error["loc"]).upper()
-                problems.append(f"{ENV_PREFIX}{where}: {error['msg']}" if where else error["msg"])
-            raise ValueError("invalid settings: " + "; ".join(problems)) from None

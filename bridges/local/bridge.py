@@ -26,13 +26,13 @@ from bridges.base import (
     AgentIdentity,
     Attachment,
     AuthorKind,
+    BridgeBase,
     Capabilities,
     Capability,
     ChangeEvent,
     Changes,
     CheckReport,
     CustomerIdentity,
-    Department,
     KnowledgeArticle,
     MessageAdded,
     NewTicket,
@@ -42,6 +42,7 @@ from bridges.base import (
     TicketStatus,
     TicketUpdate,
 )
+from bridges.content import check_update, checked_files, clip, subject_of
 from bridges.errors import BridgeError, Invalid, NotFound, Unavailable
 from bridges.local.mapping import (
     article_from_row,
@@ -71,8 +72,8 @@ _MAX_ROW_ID = 2**63 - 1  # BIGINT: a larger id cannot exist, and PostgreSQL woul
 _EVENT_ORDER_LOCK = 0x6C6F63616C  # "local"
 
 
-class LocalDeskBridge:
-    name: str = PROVIDER
+class LocalDeskBridge(BridgeBase):
+    name = PROVIDER
     # The local desk has no departments: `list_departments` returns none.
     capabilities: Capabilities = frozenset(Capability) - {Capability.DEPARTMENTS,
                                                            Capability.REFER}
@@ -115,7 +116,7 @@ class LocalDeskBridge:
         )
 
     async def create_ticket(self, ticket: NewTicket) -> RemoteTicket:
-        _require_content(ticket.text, ticket.attachments)
+        checked_files(ticket.text, ticket.attachments, provider=PROVIDER, needs_bytes=False)
         key = _checked_key(ticket.idempotency_key)
         customer_ref = _checked_ref(ticket.customer.customer_ref)
         try:
@@ -124,9 +125,9 @@ class LocalDeskBridge:
                     return ticket_from_row(existing)
                 now = _utc_now()
                 row = LocalTicket(
-                    subject=_subject(ticket.subject, ticket.text),
+                    subject=subject_of(ticket.subject, ticket.text, NAME_LENGTH),
                     customer_ref=customer_ref,
-                    customer_name=_clip(ticket.customer.full_name),
+                    customer_name=clip(ticket.customer.full_name, NAME_LENGTH),
                     status=TicketStatus.OPEN.value,
                     priority=ticket.priority.value,
                     department_id=ticket.department_id,
@@ -140,7 +141,7 @@ class LocalDeskBridge:
                     ticket_id=row.id,
                     author_kind=AuthorKind.CUSTOMER.value,
                     author_ref=customer_ref,
-                    author_name=_clip(ticket.customer.full_name),
+                    author_name=clip(ticket.customer.full_name, NAME_LENGTH),
                     text=ticket.text,
                     attachments=attachments_to_json(ticket.attachments),
                     created_at=now,
@@ -231,8 +232,7 @@ class LocalDeskBridge:
     ) -> RemoteTicket:
         # `actor` is not recorded: the local desk keeps no audit trail beyond
         # the event feed, and the bot logs who acted on its side.
-        if update.unassign and update.assignee is not None:
-            raise Invalid("assign and unassign in one update", provider=self.name)
+        check_update(update, self.capabilities, provider=self.name)
         key = _checked_key(idempotency_key)
         assignee_ref = _checked_ref(update.assignee.agent_ref) if update.assignee else None
         async with self._transaction() as session:
@@ -308,9 +308,6 @@ class LocalDeskBridge:
             next_cursor = str(rows[-1].id) if rows else str(after)
             return Changes(events=events, cursor=next_cursor, more=more)
 
-    async def list_departments(self) -> Sequence[Department]:
-        return []
-
     async def search_articles(
         self, query: str, *, for_agent: bool, limit: int = 20
     ) -> Sequence[KnowledgeArticle]:
@@ -331,14 +328,6 @@ class LocalDeskBridge:
         async with self._transaction() as session:
             rows = (await session.scalars(statement.limit(limit))).all()
             return [article_from_row(row) for row in rows]
-
-    async def refer(
-        self, remote_ticket_id: str, target: str, actor: AgentIdentity | None = None
-    ) -> RemoteTicket:
-        raise Invalid("the local desk has no departments to refer to", provider=self.name)
-
-    def missing_contact(self, customer: CustomerIdentity) -> bool:
-        return False  # the desk knows customers by their Telegram id
 
     async def find_agent(self, login: str, secret: str | None = None) -> AgentIdentity | None:
         """Gets or creates the local desk account for `login`: in the local
@@ -362,19 +351,13 @@ class LocalDeskBridge:
                 raise
             return _agent_identity(account)
 
-    def calls_left(self) -> int | None:
-        return None  # no budget reported by this API
-
-    async def aclose(self) -> None:
-        """Nothing to release: the engine belongs to the application."""
-
     # -- knowledge base (canned replies build on these) -------------------
 
     async def add_article(self, title: str, text: str, public: bool = True) -> KnowledgeArticle:
         title = title.strip()
         if not title or not text.strip():
             raise Invalid("an article needs a title and a text", provider=self.name)
-        title = _clip(title)
+        title = clip(title, NAME_LENGTH)
         now = _utc_now()
         row = LocalKbArticle(
             title=title,
@@ -439,7 +422,7 @@ class LocalDeskBridge:
         attachments: Sequence[Attachment],
         idempotency_key: str | None,
     ) -> RemoteMessage:
-        _require_content(text, attachments)
+        checked_files(text, attachments, provider=PROVIDER, needs_bytes=False)
         key = _checked_key(idempotency_key)
         author_ref = _checked_ref(
             author.agent_ref if isinstance(author, AgentIdentity) else author.customer_ref
@@ -452,7 +435,7 @@ class LocalDeskBridge:
                 author_name = (
                     await _agent_name(session, author)
                     if isinstance(author, AgentIdentity)
-                    else _clip(author.full_name)
+                    else clip(author.full_name, NAME_LENGTH)
                 )
                 now = _utc_now()
                 message = LocalMessage(
@@ -550,16 +533,6 @@ def _status_after_message(author_kind: AuthorKind, status: TicketStatus) -> Tick
     return None
 
 
-def _require_content(text: str, attachments: Sequence[Attachment]) -> None:
-    if not text.strip() and not attachments:
-        raise Invalid("a message needs text or an attachment", provider=PROVIDER)
-
-
-def _subject(subject: str, text: str) -> str:
-    subject = subject.strip() or text.strip().partition("\n")[0].strip()
-    return _clip(subject or "(no subject)")
-
-
 def _checked_key(key: str | None) -> str | None:
     if key is not None and not 0 < len(key) <= KEY_LENGTH:
         raise Invalid(f"idempotency key must be 1..{KEY_LENGTH} characters", provider=PROVIDER)
@@ -571,10 +544,6 @@ def _checked_ref(ref: str) -> str:
     if not 0 < len(ref) <= REF_LENGTH:
         raise Invalid(f"ref must be 1..{REF_LENGTH} characters", provider=PROVIDER)
     return ref
-
-
-def _clip(name: str, length: int = NAME_LENGTH) -> str:
-    return name if len(name) <= length else name[: length - 1] + "…"
 
 
 def _parse_row_id(value: str, *, allow_zero: bool = False) -> int | None:
@@ -665,4 +634,4 @@ async def _agent_name(session: AsyncSession, agent: AgentIdentity) -> str:
         if linked_name is not None:
             return linked_name
     # A stale link must not dead-letter a reply: fall back to the agent's name.
-    return _clip(agent.full_name)
+    return clip(agent.full_name, NAME_LENGTH)

@@ -30,6 +30,7 @@ from bridges.base import (
     AgentIdentity,
     Attachment,
     AuthorKind,
+    BridgeBase,
     Capabilities,
     Capability,
     ChangeEvent,
@@ -45,6 +46,7 @@ from bridges.base import (
     TicketChanged,
     TicketUpdate,
 )
+from bridges.content import check_update
 from bridges.errors import BridgeError, Invalid, NotFound, RateLimited
 from bridges.omnidesk.budget import ApiBudget, PollPacer
 from bridges.omnidesk.client import PROVIDER, OmnideskClient
@@ -125,8 +127,8 @@ class _Cache(Generic[P]):
     items: dict[int, P] = field(default_factory=dict)
 
 
-class OmnideskBridge:
-    name: str = PROVIDER
+class OmnideskBridge(BridgeBase):
+    name = PROVIDER
     capabilities: Capabilities = frozenset(Capability)
     # Omnidesk takes files as multipart uploads: the bot hands over the bytes.
     uploads_files: bool = True
@@ -272,8 +274,7 @@ class OmnideskBridge:
     ) -> RemoteTicket:
         # `actor` is not sent: a case change through the API is recorded as
         # the API key's staff member whoever asks; the bot names the actor.
-        if update.unassign and update.assignee is not None:
-            raise Invalid("assign and unassign in one update", provider=PROVIDER)
+        check_update(update, self.capabilities, provider=PROVIDER)
         case_id = _case_id(remote_ticket_id)
         fields: dict[str, str | int] = {}
         if update.status is not None:

@@ -41,6 +41,8 @@ import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
+from bridges.http import retry_after
+
 HOUR = 3600.0
 MINUTE = 60.0
 RESERVE_SHARE = 0.1
@@ -75,7 +77,7 @@ class ApiBudget:
                 self.window_started_at = now
             self.calls_left = left
             self.peak_calls_left = max(self.peak_calls_left, left)
-        self.retry_after = retry_after_of(headers)
+        self.retry_after = retry_after(headers)
 
     @property
     def known(self) -> bool:
@@ -116,13 +118,6 @@ class ApiBudget:
             return "api_calls_left: not reported yet"
         window = f"{self.per_minute}/minute" if self.per_minute else "per hour"
         return f"api_calls_left: {self.calls_left} ({window}; reserve {self.reserve})"
-
-
-def retry_after_of(headers: Mapping[str, str]) -> float | None:
-    value = _number(headers.get("retry_after"))
-    if value is None:
-        value = _number(headers.get("retry-after"))
-    return value if value is not None and value >= 0 else None
 
 
 def probe_seconds(window_seconds: float) -> float:

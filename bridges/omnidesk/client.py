@@ -1,14 +1,15 @@
 """HTTP access to the Omnidesk REST API (providers/omnidesk.md).
 
 One `httpx.AsyncClient` with HTTP Basic `staff_email:api_key`; JSON bodies,
-or multipart with bracketed field names when files travel. Every failure,
-whatever its form, becomes a `bridges.errors` exception in `provider_error`,
-and every response's budget headers land in `budget`.
+or multipart with bracketed field names when files travel. Every answer is
+judged by `TABLE`, the one place where Omnidesk's answers become
+`bridges.errors`, and every response's budget headers land in `budget`.
 """
 
 from __future__ import annotations
 
 import logging
+import re
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -18,26 +19,50 @@ from typing import Any
 
 import httpx
 
-from bridges.errors import (
-    AuthFailed,
-    BridgeError,
-    Forbidden,
-    Invalid,
-    NotFound,
-    RateLimited,
-    Unavailable,
+from bridges import http
+from bridges.errors import Forbidden, NotFound
+from bridges.http import (
+    CLIENT_ERRORS,
+    NOT_JSON,
+    SUCCESSFUL,
+    Decision,
+    Rule,
+    Table,
+    json_or,
+    retry_after,
+    send,
+    status,
 )
-from bridges.omnidesk.budget import ApiBudget, retry_after_of
+from bridges.omnidesk.budget import ApiBudget
 from bridges.omnidesk.config import OmnideskSettings
 
 PROVIDER = "omnidesk"
 log = logging.getLogger("deskbridge.omnidesk")
 
-# Older accounts answer an exhausted budget with 403 and this body; newer
-# ones with 429 (providers/omnidesk.md, "Rate limit").
-RATE_LIMIT_TEXT = "rate limit exceeded"
-# Error codes that say the API key's staff member may not do this.
-FORBIDDEN_CODES = frozenset({"staff_has_not_access", "staff_not_active", "access_denied"})
+# Omnidesk's answers (providers/omnidesk.md, "Basics"; issue 13 for what
+# third-party clients of the real API met). `detail` is the body's
+# `{"error": "<code>"}`, or the body itself when it is plain text.
+TABLE = Table(PROVIDER, (
+    Rule("429", Decision.RATE_LIMITED, status(429)),
+    # Older accounts answer an exhausted budget with 403 and a text, spelt
+    # "rate limit exceeded", "Rate Limit Exceeded", "rate_limit_exceeded",
+    # "API rate limit exceeded" or "too many requests".
+    Rule("403 whose body says the rate limit was exceeded", Decision.RATE_LIMITED, status(403),
+         detail=r"rate[\s_-]*limit|too[\s_-]*many[\s_-]*requests"),
+    Rule("401: a wrong API key", Decision.HELD, status(401), setting="OMNIDESK_API_KEY"),
+    # The API key's staff member may not touch this one case, or the staff
+    # member named in the request (an assignee) is inactive: this item only.
+    Rule("staff_has_not_access, access_denied or staff_not_active", Decision.INVALID,
+         detail=r"^(staff_has_not_access|access_denied|staff_not_active)$", error=Forbidden),
+    Rule("403 otherwise: a wrong staff e-mail", Decision.HELD, status(403),
+         setting="OMNIDESK_STAFF_EMAIL"),
+    Rule("any status with an error code ending in _not_found", Decision.INVALID,
+         detail=r"_not_found$", error=NotFound),
+    Rule("2xx whose body is not JSON", Decision.RETRY, SUCCESSFUL,
+         detail=f"^{re.escape(NOT_JSON)}$"),
+    Rule("2xx with an error code", Decision.INVALID, SUCCESSFUL, detail=r"."),
+    Rule("other 4xx", Decision.INVALID, CLIENT_ERRORS),
+), credentials="OMNIDESK_API_KEY")
 
 # (field name, (file name, bytes, mime type)) as httpx takes multipart files.
 UploadFile = tuple[str, tuple[str, bytes, str]]
@@ -52,50 +77,19 @@ class Answer:
     server_time: datetime
 
 
-def provider_error(outcome: httpx.Response | Exception, *, what: str = "") -> BridgeError | None:
-    """The one place where Omnidesk failures become bridge errors: transport
-    failures, HTTP statuses and `{"error": "<code>"}` bodies. None for a
-    success. Messages name the call and the code, never a credential."""
-    where = f"{what}: " if what else ""
-    if isinstance(outcome, httpx.TimeoutException):
-        return Unavailable(f"{where}timed out", provider=PROVIDER)
-    if isinstance(outcome, Exception):
-        return Unavailable(f"{where}unreachable ({type(outcome).__name__})", provider=PROVIDER)
-    status = outcome.status_code
-    code = error_code(outcome)
-    if status == 429 or (status == 403 and RATE_LIMIT_TEXT in code.lower()):
-        return RateLimited(
-            f"{where}rate limit exceeded",
-            retry_after=retry_after_of(outcome.headers),
-            provider=PROVIDER,
-        )
-    described = f"{where}HTTP {status}{f' {code}' if code else ''}"
-    if status == 401:
-        return AuthFailed(f"{described} (check OMNIDESK_STAFF_EMAIL and OMNIDESK_API_KEY)",
-                          provider=PROVIDER)
-    if status >= 500:
-        return Unavailable(described, provider=PROVIDER)
-    if status < 400 and not code:
-        return None
-    if status == 404 or code.endswith("_not_found"):
-        return NotFound(described, provider=PROVIDER)
-    if status == 403 or code in FORBIDDEN_CODES:
-        return Forbidden(described, provider=PROVIDER)
-    return Invalid(described, provider=PROVIDER)
-
-
-def error_code(response: httpx.Response) -> str:
-    """`{"error": "case_not_found"}` → "case_not_found"; a plain-text body as
-    is (the old rate-limit answer); "" for a success body."""
-    try:
-        body = response.json()
-    except ValueError:
-        return response.text.strip()[:200] if response.status_code >= 400 else ""
+def answer_of(response: httpx.Response) -> http.Answer:
+    """The response as the table sees it: its status and error code."""
+    body = json_or(response, NOT_JSON)
     if isinstance(body, Mapping) and isinstance(body.get("error"), str):
-        return str(body["error"]).strip()
-    if isinstance(body, str):
-        return body.strip()[:200]
-    return ""
+        detail = str(body["error"]).strip()
+    elif body is NOT_JSON:
+        text = response.text.strip()[:200]
+        detail = text if response.status_code >= 400 or not text else NOT_JSON
+    elif isinstance(body, str):
+        detail = body.strip()[:200]
+    else:
+        detail = ""
+    return http.Answer(response.status_code, detail, retry_after=retry_after(response.headers))
 
 
 class OmnideskClient:
@@ -140,24 +134,14 @@ class OmnideskClient:
     async def _send(self, method: str, uri: str, **kwargs: Any) -> Answer:
         what = f"{method} {uri}"
         self.request_count += 1
-        try:
-            response = await self._http.request(method, uri, **kwargs)
-        except httpx.HTTPError as exc:
-            raise _raised(provider_error(exc, what=what)) from exc
+        response = await send(self._http, method, uri, where=what, provider=PROVIDER, **kwargs)
         self.budget.observe(response.headers, self._clock())
-        failure = provider_error(response, what=what)
+        failure = TABLE.classify(answer_of(response), where=what)
         if failure is not None:
             log.debug("omnidesk %s failed: %s", what, failure)
             raise failure
-        try:
-            data = response.json() if response.content else None
-        except ValueError as exc:
-            raise Unavailable(f"{what}: the answer is not JSON", provider=PROVIDER) from exc
+        data = response.json() if response.content else None
         return Answer(data=data, server_time=_server_time(response))
-
-
-def _raised(error: BridgeError | None) -> BridgeError:
-    return error or Unavailable("request failed", provider=PROVIDER)
 
 
 def _server_time(response: httpx.Response) -> datetime:

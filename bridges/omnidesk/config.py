@@ -1,4 +1,4 @@
-"""Omnidesk settings, read from the environment dict the registry hands in.
+"""Omnidesk settings (`OMNIDESK_*`, see `bridges.settings`).
 
 Names are fixed by the configuration contract (../shared/DESIGN.md):
 `OMNIDESK_BASE_URL`, `OMNIDESK_STAFF_EMAIL`, `OMNIDESK_API_KEY` and the
@@ -9,25 +9,22 @@ optional `OMNIDESK_CHANNEL` (a custom channel, `cchNNN`); optionally
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from typing import ClassVar
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import SettingsConfigDict
+
+from bridges.settings import HttpUrl, ProviderSettings
 
 _CHANNEL = re.compile(r"^cch\d+$")
-_ENV_NAMES = {
-    "base_url": "OMNIDESK_BASE_URL",
-    "staff_email": "OMNIDESK_STAFF_EMAIL",
-    "api_key": "OMNIDESK_API_KEY",
-    "channel": "OMNIDESK_CHANNEL",
-    "timeout_seconds": "OMNIDESK_TIMEOUT_SECONDS",
-}
 
 
-class OmnideskSettings(BaseModel):
-    model_config = ConfigDict(frozen=True)
+class OmnideskSettings(ProviderSettings):
+    model_config = SettingsConfigDict(env_prefix="OMNIDESK_")
+    title: ClassVar[str] = "Omnidesk"
 
     # `https://<domain>.omnidesk.ru`; the API lives under `<base>/api/`.
-    base_url: str
+    base_url: HttpUrl
     # The staff member whose rights bound what the key may see: use one with
     # full access (providers/omnidesk.md, "Basics").
     staff_email: str = Field(min_length=3)
@@ -40,9 +37,6 @@ class OmnideskSettings(BaseModel):
     @field_validator("base_url")
     @classmethod
     def _base_url(cls, value: str) -> str:
-        value = value.strip().rstrip("/")
-        if not value.startswith(("http://", "https://")):
-            raise ValueError("must start with http:// or https://")
         # Tolerate a base given with the `/api` suffix: paths are appended to it.
         return value.removesuffix("/api")
 
@@ -73,17 +67,3 @@ class OmnideskSettings(BaseModel):
     @property
     def api_base(self) -> str:
         return f"{self.base_url}/api/"
-
-    @classmethod
-    def from_env(cls, env: Mapping[str, str]) -> OmnideskSettings:
-        """Validated settings; the error names the variables at fault and
-        never echoes their values (one of them is the API key)."""
-        values = {field: env[name] for field, name in _ENV_NAMES.items() if name in env}
-        try:
-            return cls.model_validate(values)
-        except ValidationError as exc:
-            problems = "; ".join(
-                f"{_ENV_NAMES.get(str(error['loc'][0]), error['loc'][0])}: {error['msg']}"
-                for error in exc.errors(include_input=False, include_url=False)
-            )
-            raise ValueError(f"Omnidesk settings are incomplete: {problems}") from None

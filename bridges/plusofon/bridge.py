@@ -24,25 +24,23 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from bridges.base import (
-    AgentIdentity,
     Attachment,
     AuthorKind,
+    BridgeBase,
     Capabilities,
     Capability,
     ChangeEvent,
     Changes,
     CheckReport,
     CustomerIdentity,
-    Department,
-    KnowledgeArticle,
     MessageAdded,
     NewTicket,
     RemoteMessage,
     RemoteTicket,
     TicketChanged,
     TicketStatus,
-    TicketUpdate,
 )
+from bridges.content import checked_files, subject_of
 from bridges.errors import BridgeError, Invalid, NotFound
 from bridges.plusofon.client import PROVIDER, PlusofonClient
 from bridges.plusofon.config import PlusofonSettings
@@ -60,7 +58,6 @@ from bridges.plusofon.models import Post, TicketFull, TicketSummary
 from bridges.registry import BridgeDeps, register
 from bridges.state import BridgeState
 
-SUBJECT_LIMIT = 255
 # A create or answer that was cut off may still have reached Plusofon; a
 # retry looks for what it wrote this long before the first attempt began.
 ADOPT_SLACK_SECONDS = 120
@@ -122,8 +119,8 @@ class _Seen:
     new_posts: list[Post] = field(default_factory=list)
 
 
-class PlusofonBridge:
-    name: str = PROVIDER
+class PlusofonBridge(BridgeBase):
+    name = PROVIDER
     # Customer side only: see the module docstring.
     capabilities: Capabilities = frozenset(
         {Capability.CREATE, Capability.REPLY_AS_CUSTOMER, Capability.ATTACHMENTS}
@@ -163,8 +160,9 @@ class PlusofonBridge:
         return CheckReport(ok=True, lines=lines)
 
     async def create_ticket(self, ticket: NewTicket) -> RemoteTicket:
-        files = _checked_files(ticket.text, ticket.attachments)
-        subject = _subject(ticket.subject, ticket.text)
+        files = checked_files(ticket.text, ticket.attachments, provider=PROVIDER,
+                              needs_bytes=True)
+        subject = subject_of(ticket.subject, ticket.text)
         description = ticket.text if ticket.text.strip() else files_placeholder(files)
         key = ticket.idempotency_key
         progress = await self._progress(key)
@@ -202,7 +200,7 @@ class PlusofonBridge:
         attachments: Sequence[Attachment] = (),
         idempotency_key: str | None = None,
     ) -> RemoteMessage:
-        files = _checked_files(text, attachments)
+        files = checked_files(text, attachments, provider=PROVIDER, needs_bytes=True)
         ticket_id = _ticket_id(remote_ticket_id)
         sent_text = text if text.strip() else files_placeholder(files)
         key = idempotency_key
@@ -231,36 +229,6 @@ class PlusofonBridge:
             origin_key=key,
         )
 
-    async def post_agent_reply(
-        self,
-        remote_ticket_id: str,
-        agent: AgentIdentity,
-        text: str,
-        attachments: Sequence[Attachment] = (),
-        idempotency_key: str | None = None,
-    ) -> RemoteMessage:
-        raise Invalid("Plusofon's API is customer-side: there is no agent reply",
-                      provider=PROVIDER)
-
-    async def post_note(
-        self,
-        remote_ticket_id: str,
-        agent: AgentIdentity,
-        text: str,
-        idempotency_key: str | None = None,
-    ) -> RemoteMessage:
-        raise Invalid("Plusofon has no internal notes", provider=PROVIDER)
-
-    async def update_ticket(
-        self,
-        remote_ticket_id: str,
-        update: TicketUpdate,
-        actor: AgentIdentity | None = None,
-        idempotency_key: str | None = None,
-    ) -> RemoteTicket:
-        raise Invalid("Plusofon's API cannot change status, priority or assignee",
-                      provider=PROVIDER)
-
     async def fetch_changes(self, cursor: str | None) -> Changes:
         known = None if cursor is None else _parse_cursor(cursor)
         listed = {t.ticket_id: t for t in await self._client.list_tickets(open_tickets=True)}
@@ -281,28 +249,6 @@ class PlusofonBridge:
         seen, more = await self._read(candidates, following)
         events = await self._events(seen)
         return Changes(events=events, cursor=following.dump(now), more=more)
-
-    async def refer(
-        self, remote_ticket_id: str, target: str, actor: AgentIdentity | None = None
-    ) -> RemoteTicket:
-        raise Invalid("Plusofon has no departments to refer to", provider=PROVIDER)
-
-    async def list_departments(self) -> Sequence[Department]:
-        return []
-
-    async def search_articles(
-        self, query: str, *, for_agent: bool, limit: int = 20
-    ) -> Sequence[KnowledgeArticle]:
-        return []
-
-    async def find_agent(self, login: str, secret: str | None = None) -> AgentIdentity | None:
-        return None  # no agent accounts on a customer-side API
-
-    def missing_contact(self, customer: CustomerIdentity) -> bool:
-        return False  # every ticket is the account's; Plusofon needs nothing of the customer
-
-    def calls_left(self) -> int | None:
-        return None  # no budget reported by this API
 
     async def aclose(self) -> None:
         await self._client.aclose()
@@ -507,20 +453,6 @@ def _written_post(full: TicketFull, text: str) -> Post:
 def _written_since(post: Post, since: float) -> bool:
     moment = local_time(post.date)
     return moment is None or moment.timestamp() >= since
-
-
-def _checked_files(text: str, attachments: Sequence[Attachment]) -> list[Attachment]:
-    if not text.strip() and not attachments:
-        raise Invalid("a message needs text or an attachment", provider=PROVIDER)
-    missing = [file.file_name for file in attachments if file.data is None]
-    if missing:
-        raise Invalid(f"no bytes for {', '.join(missing)}", provider=PROVIDER)
-    return list(attachments)
-
-
-def _subject(subject: str, text: str) -> str:
-    subject = subject.strip() or text.strip().partition("\n")[0].strip() or "(no subject)"
-    return subject if len(subject) <= SUBJECT_LIMIT else subject[: SUBJECT_LIMIT - 1] + "…"
 
 
 def _ticket_id(remote_ticket_id: str | None) -> str:

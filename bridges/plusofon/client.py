@@ -1,8 +1,8 @@
 """HTTP client of Plusofon's support-ticket API (providers/plusofon.md).
 
-`plusofon_error` is the one place where Plusofon's answers become
-`bridges.errors`. The client signs in with the account's e-mail and password
-when it has them, and signs in again once when a token is refused (401).
+`TABLE` is the one place where Plusofon's answers become `bridges.errors`.
+The client signs in with the account's e-mail and password when it has
+them, and signs in again once when a token is refused (401).
 Secrets never reach a log line or an exception message.
 """
 
@@ -17,14 +17,21 @@ from typing import Any
 import httpx
 from pydantic import ValidationError
 
-from bridges.errors import (
-    AuthFailed,
-    BridgeError,
-    Forbidden,
-    Invalid,
-    NotFound,
-    RateLimited,
-    Unavailable,
+from bridges.errors import AuthFailed, CredentialsRefused, Forbidden, NotFound, Unavailable
+from bridges.http import (
+    CLIENT_ERRORS,
+    NOT_JSON,
+    SERVER_ERRORS,
+    SUCCESSFUL,
+    Answer,
+    Decision,
+    Rule,
+    Table,
+    json_or,
+    retry_after,
+    scrub,
+    send,
+    status,
 )
 from bridges.plusofon.config import PlusofonSettings
 from bridges.plusofon.models import TicketFull, TicketSummary, parse_ticket_list
@@ -32,58 +39,51 @@ from bridges.plusofon.models import TicketFull, TicketSummary, parse_ticket_list
 PROVIDER = "plusofon"
 log = logging.getLogger("deskbridge.bridges.plusofon")
 
-# A body that was not JSON at all.
-NOT_JSON: Any = object()
-# "Ticket not Found" arrives as a raw upstream HTTP dump inside `message`,
-# with code 500 (providers/plusofon.md, "Errors"): recognise it by the text.
-_NOT_FOUND = re.compile(r"not\s+found|не\s+найден", re.IGNORECASE)
-# 500 "is also used for 'no access'" (providers/plusofon.md).
-_NO_ACCESS = re.compile(r"access denied|no access|forbidden|доступ", re.IGNORECASE)
+LOGIN, ATTACH = "POST api/v1/login", "POST api/v1/ticket/attachment"
+SUCCESS_FLAG = "(success)"
+NOT_FOUND = r"not\s+found|не\s+найден"
+ERRORS = range(300, 600)
+
+# Plusofon's answers (providers/plusofon.md): errors carry `{"message",
+# "code"}`, and the code in the body wins over a 2xx status.
+TABLE = Table(PROVIDER, (
+    Rule("the sign-in refused (4xx to api/v1/login)", Decision.HELD, CLIENT_ERRORS,
+         call=f"^{LOGIN}$", setting="PLUSOFON_EMAIL or PLUSOFON_PASSWORD"),
+    # "Ticket not Found" arrives as a raw upstream HTTP dump inside `message`,
+    # with code 500 ("Errors"): recognised by the text.
+    Rule("an error whose message says not found (the 500 dump too)", Decision.INVALID,
+         ERRORS, detail=NOT_FOUND, error=NotFound),
+    Rule("2xx whose body is not JSON", Decision.RETRY, SUCCESSFUL,
+         detail=f"^{re.escape(NOT_JSON)}$"),
+    Rule("the attachment method answering success", Decision.SUCCESS, SUCCESSFUL,
+         call=f"^{ATTACH}$", detail=f"^{re.escape(SUCCESS_FLAG)}$"),
+    Rule("the attachment method answering a message that says not found", Decision.INVALID,
+         SUCCESSFUL, call=f"^{ATTACH}$", detail=NOT_FOUND, error=NotFound),
+    Rule("the attachment method answering a message without success", Decision.INVALID,
+         SUCCESSFUL, call=f"^{ATTACH}$"),
+    Rule("401: the token refused (signed in again once when e-mail and password are set)",
+         Decision.HELD, status(401)),
+    Rule("403: the account may not use the support API", Decision.HELD, status(403)),
+    # 500 "is also used for 'no access'" (providers/plusofon.md): to one ticket.
+    Rule("5xx whose message says access is denied", Decision.INVALID, SERVER_ERRORS,
+         detail=r"access denied|no access|forbidden|доступ", error=Forbidden),
+), credentials="PLUSOFON_TOKEN (or PLUSOFON_EMAIL and PLUSOFON_PASSWORD)")
 _MESSAGE_LIMIT = 300
 
 
-def plusofon_error(
-    status: int,
-    body: Any,
-    *,
-    retry_after: float | None = None,
-    expect_success: bool = False,
-    where: str = "",
-) -> BridgeError | None:
-    """The error an answer stands for, or None when it is a success.
-
-    Errors carry `{"message", "code"}`; the code in the body wins over a 2xx
-    status. `expect_success` is for the attachment method, which answers
-    `{"success": ...}` or `{"message": ...}`.
-    """
-    message = _message_of(body)
+def answer_of(response: httpx.Response, body: Any, *, call: str) -> Answer:
+    """The answer as the table sees it; the body's code wins over a 2xx."""
     code = body.get("code") if isinstance(body, dict) else None
-    failing = status if status >= 300 else code if isinstance(code, int) and code >= 400 else None
-    prefix = f"{where}: " if where else ""
-    if failing is None:
-        if body is NOT_JSON:
-            return Unavailable(f"{prefix}answered HTTP {status} without JSON", provider=PROVIDER)
-        if expect_success and not (isinstance(body, dict) and body.get("success")):
-            # `{"message": ...}` without `success` is a refusal, even with a 200.
-            kind = NotFound if _NOT_FOUND.search(message) else Invalid
-            return kind(f"{prefix}refused: {message or 'no success flag'}", provider=PROVIDER)
-        return None
-    text = f"{prefix}{failing} {message}".rstrip()
-    if _NOT_FOUND.search(message):
-        return NotFound(text, provider=PROVIDER)
-    if failing == 401:
-        return AuthFailed(text, provider=PROVIDER)
-    if failing == 403:
-        return Forbidden(text, provider=PROVIDER)
-    if failing == 404:
-        return NotFound(text, provider=PROVIDER)
-    if failing == 429:
-        return RateLimited(text, retry_after=retry_after, provider=PROVIDER)
-    if 400 <= failing < 500:
-        return Invalid(text, provider=PROVIDER)
-    if failing >= 500 and _NO_ACCESS.search(message):
-        return Forbidden(text, provider=PROVIDER)
-    return Unavailable(text, provider=PROVIDER)
+    effective = response.status_code
+    if effective < 300 and isinstance(code, int) and code >= 400:
+        effective = code
+    if body is NOT_JSON:
+        detail = NOT_JSON
+    elif call == ATTACH and effective < 300 and isinstance(body, dict) and body.get("success"):
+        detail = SUCCESS_FLAG
+    else:
+        detail = _message_of(body)
+    return Answer(effective, detail, retry_after=retry_after(response.headers), call=call)
 
 
 def _message_of(body: Any) -> str:
@@ -92,14 +92,6 @@ def _message_of(body: Any) -> str:
     # The not-found dump carries headers and CRLFs: keep it on one short line.
     text = " ".join(str(body["message"]).split())
     return text if len(text) <= _MESSAGE_LIMIT else text[: _MESSAGE_LIMIT - 1] + "…"
-
-
-def _retry_after(response: httpx.Response) -> float | None:
-    value = response.headers.get("Retry-After", "").strip()
-    try:
-        return max(0.0, float(value)) if value else None
-    except ValueError:
-        return None
 
 
 class PlusofonClient:
@@ -161,7 +153,6 @@ class PlusofonClient:
                 "filename": file_name,
                 "contents": base64.b64encode(data).decode("ascii"),
             },
-            expect_success=True,
         )
 
     async def sign_in(self) -> None:
@@ -178,20 +169,20 @@ class PlusofonClient:
         *,
         json: Any = None,
         params: dict[str, str] | None = None,
-        expect_success: bool = False,
     ) -> Any:
         where = f"{method} {path}"
         renewed = False
         while True:
             token = await self._current_token()
-            response = await self._send(method, path, where, json=json, params=params,
-                                        headers={"Authorization": f"Bearer {token}"})
+            response = await send(self._http, method, path, where=where, provider=PROVIDER,
+                                  json=json, params=params,
+                                  headers={"Authorization": f"Bearer {token}"})
             body = self._body(response)
-            error = plusofon_error(response.status_code, body, retry_after=_retry_after(response),
-                                   expect_success=expect_success, where=where)
+            answer = answer_of(response, body, call=where)
+            error = TABLE.classify(answer, where=where)
             if error is None:
                 return body
-            if isinstance(error, AuthFailed) and self._settings.can_sign_in and not renewed:
+            if answer.status == 401 and self._settings.can_sign_in and not renewed:
                 # Tokens expire: sign in again once, then repeat the call.
                 log.info("plusofon refused the token; signing in again")
                 await self._renew(token)
@@ -199,30 +190,13 @@ class PlusofonClient:
                 continue
             raise error
 
-    async def _send(self, method: str, path: str, where: str, **kwargs: Any) -> httpx.Response:
-        try:
-            return await self._http.request(method, path, **kwargs)
-        except httpx.TimeoutException:
-            raise Unavailable(f"{where}: timed out", provider=PROVIDER) from None
-        except httpx.HTTPError as exc:
-            raise Unavailable(f"{where}: {type(exc).__name__}", provider=PROVIDER) from None
-
     def _body(self, response: httpx.Response) -> Any:
-        try:
-            body = response.json()
-        except ValueError:
-            return NOT_JSON
-        return self._scrubbed(body)
-
-    def _scrubbed(self, body: Any) -> Any:
-        """Blank our secrets out of a provider's message before it can reach
-        an exception (and from there the logs and the dead-letter list)."""
-        if not isinstance(body, dict) or not isinstance(body.get("message"), str):
-            return body
-        message = body["message"]
-        for secret in self._secrets():
-            message = message.replace(secret, "***")
-        return {**body, "message": message}
+        """The JSON body, our secrets blanked out of its message before it
+        can reach an exception (and from there the logs and dead letters)."""
+        body = json_or(response, NOT_JSON)
+        if isinstance(body, dict) and isinstance(body.get("message"), str):
+            body = {**body, "message": scrub(body["message"], self._secrets())}
+        return body
 
     def _secrets(self) -> list[str]:
         values = [self._token]
@@ -245,20 +219,17 @@ class PlusofonClient:
     async def _login(self) -> str:
         settings = self._settings
         if not (settings.email and settings.password):
-            raise AuthFailed("no PLUSOFON_EMAIL/PLUSOFON_PASSWORD to sign in with",
-                             provider=PROVIDER)
-        where = "POST api/v1/login"
-        response = await self._send(
-            "POST", "api/v1/login", where,
+            raise CredentialsRefused("no PLUSOFON_EMAIL/PLUSOFON_PASSWORD to sign in with",
+                                     setting="PLUSOFON_EMAIL or PLUSOFON_PASSWORD",
+                                     provider=PROVIDER)
+        response = await send(
+            self._http, "POST", "api/v1/login", where=LOGIN, provider=PROVIDER,
             json={"email": settings.email, "password": settings.password.get_secret_value()})
         body = self._body(response)
-        error = plusofon_error(response.status_code, body, retry_after=_retry_after(response),
-                               where=where)
-        if error is not None:
-            raise error
+        TABLE.raise_for(answer_of(response, body, call=LOGIN), where=LOGIN)
         token = body.get("token") if isinstance(body, dict) else None
         if not isinstance(token, str) or not token:
-            raise AuthFailed(f"{where}: the answer carries no token", provider=PROVIDER)
+            raise AuthFailed(f"{LOGIN}: the answer carries no token", provider=PROVIDER)
         return token
 
     @staticmethod

@@ -1,30 +1,25 @@
-"""Plusofon settings, read from `BridgeDeps.env` (the `PLUSOFON_*` names of
-DESIGN.md's configuration contract)."""
+"""Plusofon settings (the `PLUSOFON_*` names of DESIGN.md's configuration
+contract; see `bridges.settings`)."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from typing import ClassVar
 
-from pydantic import (
-    BaseModel,
-    ConfigDict,
-    Field,
-    SecretStr,
-    ValidationError,
-    field_validator,
-    model_validator,
-)
+from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic_settings import SettingsConfigDict
 
-ENV_PREFIX = "PLUSOFON_"
+from bridges.settings import HttpUrl, ProviderSettings
+
 DEFAULT_BASE_URL = "https://restapi.plusofon.ru"
 # The fixed application code every public Plusofon client sends (providers/plusofon.md).
 DEFAULT_CLIENT = "10553"
 
 
-class PlusofonSettings(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="ignore")
+class PlusofonSettings(ProviderSettings):
+    model_config = SettingsConfigDict(env_prefix="PLUSOFON_")
+    title: ClassVar[str] = "Plusofon"
 
-    base_url: str = DEFAULT_BASE_URL
+    base_url: HttpUrl = DEFAULT_BASE_URL
     # A ready API token; or an account's e-mail and password, which the
     # bridge exchanges for a token (and again whenever the token expires).
     token: SecretStr | None = None
@@ -35,14 +30,6 @@ class PlusofonSettings(BaseModel):
     # wait for the follow-up poll the scheduler runs at once.
     poll_budget: int = Field(default=100, ge=1, le=10_000)
     timeout_seconds: float = Field(default=30.0, gt=0)
-
-    @field_validator("base_url")
-    @classmethod
-    def _http_url(cls, value: str) -> str:
-        value = value.strip().rstrip("/")
-        if not value.startswith(("http://", "https://")):
-            raise ValueError("must be an http(s) URL")
-        return value
 
     @field_validator("client")
     @classmethod
@@ -61,25 +48,3 @@ class PlusofonSettings(BaseModel):
     @property
     def can_sign_in(self) -> bool:
         return bool(self.email and self.password)
-
-    @classmethod
-    def from_env(cls, env: Mapping[str, str]) -> PlusofonSettings:
-        """Validated settings; a ValueError names the bad variables and never
-        echoes their values (they may be secrets)."""
-        values = {
-            name.removeprefix(ENV_PREFIX).lower(): value
-            for name, value in env.items()
-            if name.startswith(ENV_PREFIX) and value.strip()
-        }
-        try:
-            return cls.model_validate(values)
-        except ValidationError as exc:
-            raise ValueError(describe_errors(exc, ENV_PREFIX)) from None
-
-
-def describe_errors(exc: ValidationError, prefix: str) -> str:
-    problems = []
-    for error in exc.errors(include_input=False, include_url=False):
-        where = ".".join(str(part) for part in error["loc"]).upper()
-        problems.append(f"{prefix}{where}: {error['msg']}" if where else error["msg"])
-    return "invalid settings: " + "; ".join(problems)

@@ -25,19 +25,20 @@ from bridges.base import (
     AgentIdentity,
     Attachment,
     AuthorKind,
+    BridgeBase,
     Capabilities,
     Capability,
     Changes,
     CheckReport,
     CustomerIdentity,
     Department,
-    KnowledgeArticle,
     NewTicket,
     RemoteMessage,
     RemoteTicket,
     TicketStatus,
     TicketUpdate,
 )
+from bridges.content import check_update
 from bridges.errors import AuthFailed, BridgeError, Forbidden, Invalid, NotFound, Unavailable
 from bridges.registry import BridgeDeps, register
 from bridges.state import BridgeState
@@ -116,8 +117,8 @@ class _LinkRevoked(Exception):
     """A linked agent's key was refused; the bridge falls back to the service account."""
 
 
-class ZenlixBridge:
-    name: str = PROVIDER
+class ZenlixBridge(BridgeBase):
+    name = PROVIDER
     # No notes (every comment is visible to the client), no priority changes
     # and no file upload in the JSON API, no knowledge base, no "since" filter.
     capabilities: Capabilities = frozenset({
@@ -173,20 +174,12 @@ class ZenlixBridge:
             return CheckReport(ok=False, lines=[*lines, f"Zenlix: {exc}"])
         return CheckReport(ok=True, lines=lines)
 
-    def calls_left(self) -> int | None:
-        return None  # no budget reported by this API
-
     async def aclose(self) -> None:
         await self.client.aclose()
 
     async def list_departments(self) -> Sequence[Department]:
         units = await self._reader.units()
         return [Department(remote_id=str(unit.id), title=unit.name) for unit in units]
-
-    async def search_articles(
-        self, query: str, *, for_agent: bool, limit: int = 20
-    ) -> Sequence[KnowledgeArticle]:
-        return []  # Zenlix's API has no knowledge base
 
     # -- contract: tickets ---------------------------------------------------------
 
@@ -261,16 +254,6 @@ class ZenlixBridge:
                                     fallback, self._decoration(fallback, agent),
                                     agent.full_name, idempotency_key)
 
-    async def post_note(
-        self,
-        remote_ticket_id: str,
-        agent: AgentIdentity,
-        text: str,
-        idempotency_key: str | None = None,
-    ) -> RemoteMessage:
-        raise Invalid("Zenlix has no internal notes: every comment is shown to the client",
-                      provider=PROVIDER)
-
     async def update_ticket(
         self,
         remote_ticket_id: str,
@@ -278,10 +261,7 @@ class ZenlixBridge:
         actor: AgentIdentity | None = None,
         idempotency_key: str | None = None,
     ) -> RemoteTicket:
-        if update.unassign and update.assignee is not None:
-            raise Invalid("assign and unassign in one update", provider=PROVIDER)
-        if update.priority is not None:
-            raise Invalid("Zenlix's API cannot change a ticket's priority", provider=PROVIDER)
+        check_update(update, self.capabilities, provider=PROVIDER)
         acting = await self._acting(actor)
         steps: list[Callable[[TicketDetail], Awaitable[Acting | None]]] = []
         if update.assignee is not None:

@@ -1,8 +1,8 @@
 """HTTP client of the Zenlix JSON API: one `POST <base>/api.php` with a raw
 JSON body per call (providers/zenlix.md).
 
-Every outcome, a transport failure included, goes through `interpret`, the
-one place where Zenlix's answers become `bridges.errors`. Keys and passwords
+Every outcome goes through `TABLE` (`interpret`), the one place where
+Zenlix's answers become `bridges.errors`. Keys and passwords
 are `SecretStr`s: they are never logged and never part of an error message.
 """
 
@@ -11,19 +11,28 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import re
 from typing import Any
 
 import httpx
 from pydantic import SecretStr
 
-from bridges.errors import (
-    AuthFailed,
-    BridgeError,
-    Forbidden,
-    Invalid,
-    NotFound,
-    RateLimited,
-    Unavailable,
+from bridges.errors import AuthFailed, Forbidden, NotFound, Unavailable
+from bridges.http import (
+    CLIENT_ERRORS,
+    NO_ANSWER,
+    NOT_JSON,
+    SERVER_ERRORS,
+    SUCCESSFUL,
+    Answer,
+    Decision,
+    Rule,
+    Table,
+    json_or,
+    retry_after,
+    send,
+    status,
+    transport_error,
 )
 from bridges.zenlix.config import ZenlixSettings
 from bridges.zenlix.models import SignIn
@@ -31,14 +40,11 @@ from bridges.zenlix.models import SignIn
 log = logging.getLogger("deskbridge.zenlix")
 
 PROVIDER = "zenlix"
+CREDENTIALS = "ZENLIX_LOGIN or ZENLIX_PASSWORD"
 
-# Error texts of ZENLIX 2.x (providers/zenlix.md, "Error strings"); matched in
-# lower case and by substring, because 2.x versions differ in the details
-# ("system auth error", "auth error", "validate error").
-_AUTH_MARKERS = ("auth error", "validate error")
-_PRIVILEGE_MARKER = "no priviliges"  # sic: the server's spelling
-_MALFORMED = ("not all params", "input values not alls", "mode-param is not valid")
-_BAD_DATA = "error data in fields"
+# What the body said, when it said no error text (see `answer_of`).
+EMPTY, SHAPE, NO_STATUS, OK = (
+    "(only whitespace)", "(unexpected shape)", "(no status)", "(ok)")
 
 
 class ListUnreadable(Unavailable):
@@ -47,86 +53,86 @@ class ListUnreadable(Unavailable):
     at a time with `ticket_view`."""
 
 
-def interpret(mode: str, outcome: httpx.Response | httpx.HTTPError) -> dict[str, Any]:
-    """The answer's object, or the `BridgeError` Zenlix's answer means.
+# Zenlix's answers (providers/zenlix.md, "Behaviour of the real server").
+# Errors come as HTTP 200 with `status: "error"` and an `error_description`;
+# its texts are matched in lower case and by substring, because 2.x versions
+# differ in the details ("system auth error", "auth error", "validate error").
+TABLE = Table(PROVIDER, (
+    Rule("rate limited by a proxy", Decision.RATE_LIMITED, status(429)),
+    # A PHP crash: on strict MariaDB also what an emoji, an over-long comment
+    # or a non-numeric unit_id cause. Nothing was stored.
+    Rule("HTTP 5xx: the server failed, nothing was stored", Decision.RETRY, SERVER_ERRORS),
+    Rule("HTTP 401: a proxy refused access", Decision.HELD, status(401),
+         setting="ZENLIX_BASE_URL"),
+    Rule("HTTP 403: a proxy refused access", Decision.HELD, status(403),
+         setting="ZENLIX_BASE_URL"),
+    Rule("other HTTP 4xx: not Zenlix's API; check ZENLIX_BASE_URL", Decision.RETRY,
+         CLIENT_ERRORS),
+    Rule("ticket_list answering only whitespace: a ticket's text cut inside a character "
+         "cannot be encoded; an admin can shorten that ticket's first line", Decision.RETRY,
+         SUCCESSFUL, detail=f"^{re.escape(EMPTY)}$", call="^ticket_list$",
+         error=ListUnreadable),
+    Rule("only whitespace: the request was not understood", Decision.INVALID, SUCCESSFUL,
+         detail=f"^{re.escape(EMPTY)}$"),
+    Rule("not JSON (an unknown path answers an HTML page); check ZENLIX_BASE_URL",
+         Decision.RETRY, SUCCESSFUL, detail=f"^{re.escape(NOT_JSON)}$"),
+    Rule("JSON of another shape", Decision.RETRY, SUCCESSFUL, detail=f"^{re.escape(SHAPE)}$"),
+    Rule("status ok", Decision.SUCCESS, SUCCESSFUL, detail=f"^{re.escape(OK)}$"),
+    # A failed sign-in still carries a random uniq_id: only `status` counts.
+    Rule("Zenlix refused the sign-in (login or password)", Decision.HELD, SUCCESSFUL,
+         call="^auth$"),
+    Rule("no status and no error (ticket_view of an unknown hash): no such ticket",
+         Decision.INVALID, SUCCESSFUL, detail=f"^{re.escape(NO_STATUS)}$", error=NotFound),
+    # The client signs in again once before this stands (ZenlixClient.call).
+    Rule("system auth error, auth error, validate error: the API key was refused",
+         Decision.HELD, SUCCESSFUL, detail="auth error|validate error"),
+    Rule("you have no priviliges (sic): not for this account on this ticket",
+         Decision.INVALID, SUCCESSFUL, detail="no priviliges", error=Forbidden),
+    Rule("error data in fields: a field names something Zenlix does not know "
+         "(e.g. an unknown client)", Decision.INVALID, SUCCESSFUL,
+         detail="^error data in fields$"),
+    Rule("not all params, input values not alls, mode-param is not valid, or any other "
+         "error text", Decision.INVALID, SUCCESSFUL),
+), credentials=CREDENTIALS)
 
+
+def answer_of(mode: str, response: httpx.Response) -> tuple[Answer, dict[str, Any] | None]:
+    """The answer as the table sees it, and its object when it has one.
     Answers are wrapped in a one-element array, except `auth`'s bare object;
-    both forms are accepted everywhere.
-    """
-    if isinstance(outcome, httpx.TimeoutException):
-        raise Unavailable(f"Zenlix {mode}: no answer in time", provider=PROVIDER)
-    if isinstance(outcome, httpx.HTTPError):
-        raise Unavailable(f"Zenlix {mode}: {type(outcome).__name__}", provider=PROVIDER)
-    status, body = outcome.status_code, outcome.text
-    if status == 429:
-        raise RateLimited(f"Zenlix {mode}: HTTP 429", retry_after=_retry_after(outcome),
-                          provider=PROVIDER)
-    if status >= 500:
-        # A PHP crash: on strict MariaDB also what an emoji, an over-long
-        # comment or a non-numeric unit_id cause. Nothing was stored.
-        detail = "an empty body" if not body.strip() else "an error page"
-        raise Unavailable(f"Zenlix {mode}: HTTP {status} with {detail}", provider=PROVIDER)
-    if status in (401, 403):
-        raise AuthFailed(f"Zenlix {mode}: HTTP {status} (a proxy refused access)",
-                         provider=PROVIDER)
-    if status >= 400:
-        raise Unavailable(f"Zenlix {mode}: HTTP {status}; check ZENLIX_BASE_URL",
-                          provider=PROVIDER)
+    both forms are accepted everywhere."""
+    status_code, body = response.status_code, response.text
+    data: Any = None
     if not body.strip():
-        if mode == "ticket_list":
-            # json_encode failed on a ticket's text, cut inside a character
-            # (text.py): the request was fine, the list cannot be sent.
-            raise ListUnreadable(
-                f"Zenlix {mode}: an empty answer (a ticket's text cut at 150 bytes inside "
-                f"a character cannot be encoded; an admin can shorten that ticket's first "
-                f"line)", provider=PROVIDER)
-        # The server answers only whitespace to a body that is not JSON or has
-        # no `mode`: the request itself was wrong.
-        raise Invalid(f"Zenlix {mode}: an empty answer (the request was not understood)",
-                      provider=PROVIDER)
-    try:
-        data = json.loads(body)
-    except ValueError:
-        # An unknown path answers 200 with an HTML 404 page.
-        raise Unavailable(f"Zenlix {mode}: not a Zenlix API answer; check ZENLIX_BASE_URL",
-                          provider=PROVIDER) from None
-    if isinstance(data, list):
-        data = data[0] if data else None
-    if not isinstance(data, dict):
-        raise Unavailable(f"Zenlix {mode}: an answer of an unexpected shape", provider=PROVIDER)
-    state, description = data.get("status"), data.get("error_description")
-    if state == "ok":
-        return data
-    if mode == "auth":
-        # A failed sign-in still carries a random uniq_id: only `status` counts.
-        raise AuthFailed("Zenlix refused the sign-in (login or password)", provider=PROVIDER)
-    if state is None and description is None:
-        # What `ticket_view` answers for an unknown hash.
-        raise NotFound(f"Zenlix {mode}: no such ticket", provider=PROVIDER)
-    raise _error_for(mode, str(description or "").strip())
+        # The server answers only whitespace to a body that is not JSON or
+        # has no `mode` (and when json_encode fails).
+        detail = EMPTY
+    elif (decoded := json_or(response, NOT_JSON)) is NOT_JSON:
+        detail = NOT_JSON
+    else:
+        data = decoded[0] if isinstance(decoded, list) and decoded else decoded
+        if not isinstance(data, dict):
+            detail, data = SHAPE, None
+        elif data.get("status") == "ok":
+            detail = OK
+        elif data.get("status") is None and data.get("error_description") is None:
+            detail = NO_STATUS
+        else:
+            detail = str(data.get("error_description") or "error").strip()
+    return Answer(status_code, detail, retry_after=retry_after(response.headers),
+                  call=mode), data
 
 
-def _error_for(mode: str, description: str) -> BridgeError:
-    folded = description.lower()
-    if any(marker in folded for marker in _AUTH_MARKERS):
-        return AuthFailed(f"Zenlix {mode}: the API key was refused ({description})",
-                          provider=PROVIDER)
-    if _PRIVILEGE_MARKER in folded:
-        return Forbidden(f"Zenlix {mode}: the account has no privileges for this action",
-                         provider=PROVIDER)
-    if folded == _BAD_DATA:
-        return Invalid(f"Zenlix {mode}: a field names something Zenlix does not know "
-                       f"(e.g. an unknown client)", provider=PROVIDER)
-    if folded in _MALFORMED:
-        return Invalid(f"Zenlix {mode}: {description}", provider=PROVIDER)
-    return Invalid(f"Zenlix {mode}: {description or 'error'}", provider=PROVIDER)
-
-
-def _retry_after(response: httpx.Response) -> float | None:
-    try:
-        return float(response.headers.get("retry-after", ""))
-    except ValueError:
-        return None
+def interpret(mode: str, outcome: httpx.Response | httpx.HTTPError) -> dict[str, Any]:
+    """The answer's object, or the `BridgeError` Zenlix's answer means
+    (`TABLE`)."""
+    where = f"Zenlix {mode}"
+    if isinstance(outcome, httpx.HTTPError):
+        TABLE.raise_for(Answer(NO_ANSWER, call=mode), where=where)
+        raise transport_error(outcome, where=where, provider=PROVIDER)
+    answer, data = answer_of(mode, outcome)
+    TABLE.raise_for(answer, where=where)
+    assert data is not None  # a success is an object with status "ok"
+    return data
 
 
 class ZenlixClient:
@@ -196,8 +202,6 @@ class ZenlixClient:
         # the text is made storable before it gets here (see text.py).
         body = json.dumps({"mode": mode, **fields}, ensure_ascii=False).encode()
         self.requests += 1
-        try:
-            response = await self._http.post(self._settings.api_url, content=body)
-        except httpx.HTTPError as exc:
-            return interpret(mode, exc)
+        response = await send(self._http, "POST", self._settings.api_url, content=body,
+                              where=f"Zenlix {mode}", provider=PROVIDER)
         return interpret(mode, response)

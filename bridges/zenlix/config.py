@@ -1,5 +1,4 @@
-"""Settings of the Zenlix bridge, read from the environment dict the registry
-hands over (`BridgeDeps.env`).
+"""Settings of the Zenlix bridge (`ZENLIX_*`, see `bridges.settings`).
 
 The three names of the configuration contract (`ZENLIX_BASE_URL`,
 `ZENLIX_LOGIN`, `ZENLIX_PASSWORD`) are required; the rest have defaults that
@@ -10,34 +9,24 @@ from __future__ import annotations
 
 import re
 import zoneinfo
-from collections.abc import Mapping
 from functools import cached_property
-from typing import Any
+from typing import ClassVar
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import SettingsConfigDict
+
+from bridges.settings import HttpUrl, ProviderSettings
 
 # Users, clients and tickets are addressed by 32 hex characters (providers/zenlix.md).
 HASH_PATTERN = re.compile(r"^[0-9a-f]{32}$")
 
-ENV_NAMES = {
-    "base_url": "ZENLIX_BASE_URL",
-    "login": "ZENLIX_LOGIN",
-    "password": "ZENLIX_PASSWORD",
-    "default_client": "ZENLIX_DEFAULT_CLIENT",
-    "default_unit": "ZENLIX_DEFAULT_UNIT",
-    "default_subject": "ZENLIX_DEFAULT_SUBJECT",
-    "calls_per_cycle": "ZENLIX_CALLS_PER_CYCLE",
-    "idle_max_cycles": "ZENLIX_IDLE_MAX_CYCLES",
-    "timezone": "ZENLIX_TIMEZONE",
-    "timeout_seconds": "ZENLIX_TIMEOUT_SECONDS",
-}
 
-
-class ZenlixSettings(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+class ZenlixSettings(ProviderSettings):
+    model_config = SettingsConfigDict(env_prefix="ZENLIX_")
+    title: ClassVar[str] = "Zenlix"
 
     # The installation's base URL; the API is `<base>/api.php`.
-    base_url: str
+    base_url: HttpUrl
     # The service account the bridge signs in as (ideally a chief, priv 2,
     # who sees every open ticket and may unlock and reopen others' tickets).
     login: str = Field(min_length=1)
@@ -63,10 +52,6 @@ class ZenlixSettings(BaseModel):
     @field_validator("base_url")
     @classmethod
     def _url(cls, value: str) -> str:
-        value = value.strip()
-        if not re.match(r"^https?://[^/\s]+", value):
-            raise ValueError("must be an http(s) URL of the Zenlix installation")
-        value = value.rstrip("/")
         # Accept the API's own address too: people paste what they see in docs.
         for suffix in ("/api.php", "/api"):
             if value.endswith(suffix):
@@ -108,22 +93,3 @@ class ZenlixSettings(BaseModel):
     def ticket_url(self, ticket_hash: str) -> str:
         # Zenlix's own notifications link tickets as `<hostname>ticket?<hash>`.
         return f"{self.base_url}/ticket?{ticket_hash}"
-
-    @classmethod
-    def from_env(cls, env: Mapping[str, str]) -> ZenlixSettings:
-        """Settings from `ZENLIX_*` variables. Errors name the variables, never
-        their values (the password must not reach a log)."""
-        values: dict[str, Any] = {}
-        for field, name in ENV_NAMES.items():
-            raw = env.get(name)
-            if raw is not None and raw.strip() != "":
-                values[field] = raw
-        try:
-            return cls(**values)
-        except ValidationError as exc:
-            problems = "; ".join(
-                f"{ENV_NAMES.get(str(error['loc'][0]), error['loc'][0]) if error['loc'] else '?'}:"
-                f" {error['msg']}"
-                for error in exc.errors(include_input=False, include_url=False)
-            )
-            raise ValueError(f"Zenlix settings: {problems}") from None

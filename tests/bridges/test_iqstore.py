@@ -24,16 +24,12 @@ from bridges.base import (
     TicketChanged,
 )
 from bridges.errors import (
-    AuthFailed,
-    BridgeError,
-    Forbidden,
     Invalid,
     NotFound,
-    RateLimited,
     Unavailable,
 )
 from bridges.iqstore import IqstoreBridge
-from bridges.iqstore.client import NOT_JSON, IqstoreClient, iqstore_error
+from bridges.iqstore.client import IqstoreClient
 from bridges.iqstore.config import IqstoreSettings
 from bridges.iqstore.mapping import LOCAL_ID_FLOOR, local_id_for
 from bridges.registry import BridgeDeps, create_bridge
@@ -46,49 +42,6 @@ BORIS = CustomerIdentity(customer_ref="1002", full_name="Boris")
 AGENT = AgentIdentity(agent_ref="501", full_name="Olga")
 SEND = "/chats/channel/send/support"
 HISTORY = "/chats/channel/messages/support"
-
-
-def envelope(ok: bool, code: str | None = None) -> dict[str, Any]:
-    return {"OK": ok, "Error": {"Code": code, "Text": "details"} if code else None,
-            "Result": None}
-
-
-@pytest.mark.parametrize(
-    ("status", "body", "expected"),
-    [
-        (200, envelope(True), None),
-        (200, envelope(False, "not_found"), NotFound),
-        (200, envelope(False, "forbidden"), Forbidden),
-        (200, envelope(False, "unauthorized"), AuthFailed),
-        (200, envelope(False, "invalid"), Invalid),
-        (200, envelope(False, "bad_request"), Invalid),
-        (200, envelope(False, "internal_server_error"), Unavailable),
-        (200, envelope(False, "something_new"), Unavailable),
-        (200, {"OK": False}, Unavailable),
-        # Always 200: nothing without an OK flag is a success.
-        (200, {"Result": []}, Unavailable),
-        (200, {"OK": "true", "Result": []}, Unavailable),
-        (200, [], Unavailable),
-        (200, NOT_JSON, Unavailable),
-        # The file methods, or whatever stands in front of iqstore.
-        (400, NOT_JSON, Invalid),
-        (401, NOT_JSON, AuthFailed),
-        (403, NOT_JSON, Forbidden),
-        (404, NOT_JSON, NotFound),
-        (413, NOT_JSON, Invalid),
-        (502, NOT_JSON, Unavailable),
-    ],
-)
-def test_iqstore_errors_map_to_the_hierarchy(
-    status: int, body: Any, expected: type[BridgeError] | None
-) -> None:
-    error = iqstore_error(status, body)
-    assert (type(error) if error else None) is expected
-
-
-def test_rate_limits_carry_retry_after() -> None:
-    error = iqstore_error(429, NOT_JSON, retry_after=3)
-    assert isinstance(error, RateLimited) and error.retry_after == 3
 
 
 def test_settings() -> None:

@@ -13,16 +13,14 @@ import pytest
 import tests.bridges.contract  # noqa: F401
 from bot.sandbox.omnidesk import FakeClock, FakeOmnidesk
 from bridges.errors import (
-    AuthFailed,
-    BridgeError,
-    Forbidden,
+    CredentialsRefused,
     Invalid,
     NotFound,
     RateLimited,
     Unavailable,
 )
 from bridges.omnidesk.budget import ApiBudget, PollPacer
-from bridges.omnidesk.client import OmnideskClient, provider_error
+from bridges.omnidesk.client import OmnideskClient
 from bridges.omnidesk.config import OmnideskSettings
 from bridges.omnidesk.models import Case, listing, parse_rfc2822
 from tests.bridges.harness_omnidesk import omnidesk_bridge
@@ -82,72 +80,32 @@ def _response(status: int, body: object = None, *, text: str | None = None,
     return httpx.Response(status, json=body, headers=headers, request=request)
 
 
-@pytest.mark.parametrize(
-    ("outcome", "expected", "retry_after"),
-    [
-        (_response(200, {"case": {}}), None, None),
-        (_response(201, {"message": {}}), None, None),
-        (_response(401, {"error": "wrong_api_key"}), AuthFailed, None),
-        (_response(401, text="Unauthorized"), AuthFailed, None),
-        (_response(404, {"error": "case_not_found"}), NotFound, None),
-        (_response(400, {"error": "case_not_found"}), NotFound, None),
-        (_response(400, {"error": "user_not_found"}), NotFound, None),
-        (_response(200, {"error": "case_not_found"}), NotFound, None),
-        (_response(400, {"error": "email_already_exist"}), Invalid, None),
-        (_response(400, {"error": "phone_already_exist"}), Invalid, None),
-        (_response(400, {"error": "wrong_email"}), Invalid, None),
-        (_response(400, {"error": "incorrect_user_email"}), Invalid, None),
-        (_response(422, {"error": "empty_content"}), Invalid, None),
-        (_response(400, {"error": "staff_has_not_access"}), Forbidden, None),
-        (_response(400, {"error": "staff_not_active"}), Forbidden, None),
-        (_response(403, {"error": "staff_has_not_access"}), Forbidden, None),
-        (_response(429, {"error": "rate limit exceeded"}, headers={"retry_after": "17"}),
-         RateLimited, 17.0),
-        (_response(429, text="slow down", headers={"Retry-After": "3"}), RateLimited, 3.0),
-        (_response(403, text="rate limit exceeded"), RateLimited, None),
-        (_response(403, text="Rate limit exceeded\n"), RateLimited, None),
-        (_response(403, {"error": "rate limit exceeded"}), RateLimited, None),
-        (_response(500, {"error": "internal_error"}), Unavailable, None),
-        (_response(502, text="<html>Bad Gateway</html>"), Unavailable, None),
-        (_response(503, text=""), Unavailable, None),
-        (httpx.ReadTimeout("read timed out"), Unavailable, None),
-        (httpx.ConnectTimeout("connect timed out"), Unavailable, None),
-        (httpx.ConnectError("connection refused"), Unavailable, None),
-        (httpx.RemoteProtocolError("peer closed"), Unavailable, None),
-    ],
-    ids=lambda value: type(value).__name__ if isinstance(value, Exception) else None,
-)
-def test_provider_errors_map_in_one_place(
-    outcome: httpx.Response | Exception,
-    expected: type[BridgeError] | None,
-    retry_after: float | None,
-) -> None:
-    error = provider_error(outcome, what="GET cases/1.json")
-    if expected is None:
-        assert error is None
-        return
-    assert type(error) is expected
-    assert error.provider == "omnidesk"
-    assert "GET cases/1.json" in str(error)
-    if isinstance(error, RateLimited):
-        assert error.retry_after == retry_after
-    assert error.retryable is (expected in (AuthFailed, RateLimited, Unavailable))
-
-
 async def test_wrong_credentials_fail_without_leaking_the_key(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.DEBUG)
     async with FakeOmnidesk() as desk, omnidesk_bridge(
             desk, tmp_path, env=desk.env(api_key=SECRET)) as bridge:
-        with pytest.raises(AuthFailed) as caught:
+        with pytest.raises(CredentialsRefused) as caught:
             await bridge.get_ticket("1001")
         report = await bridge.check()
     assert desk.rejected_auth == 2
+    assert caught.value.setting == "OMNIDESK_API_KEY"  # held: the operator must fix it
     assert not report.ok
-    assert "AuthFailed" in report.lines[-1]
+    assert "CredentialsRefused" in report.lines[-1] and "OMNIDESK_API_KEY" in report.lines[-1]
     shown = " ".join([str(caught.value), *report.lines, caplog.text])
     assert SECRET not in shown and desk.api_key not in shown
+
+
+async def test_a_wrong_staff_email_is_held_not_invalid(tmp_path: Path) -> None:
+    """Omnidesk answers a wrong staff e-mail with 403 (a wrong key with 401):
+    nothing can succeed until the setting is fixed, so the work is held."""
+    async with FakeOmnidesk() as desk, omnidesk_bridge(
+            desk, tmp_path, env=desk.env(staff_email="nobody@example.com")) as bridge:
+        with pytest.raises(CredentialsRefused) as caught:
+            await bridge.get_ticket("1001")
+    assert caught.value.setting == "OMNIDESK_STAFF_EMAIL"
+    assert caught.value.held and not isinstance(caught.value, Invalid)
 
 
 async def test_every_answer_updates_the_budget() -> None:
@@ -179,7 +137,7 @@ async def test_timeouts_and_server_errors_are_unavailable(tmp_path: Path) -> Non
     async with FakeOmnidesk() as desk, omnidesk_bridge(
             desk, tmp_path, env={**desk.env(), "OMNIDESK_TIMEOUT_SECONDS": "0.2"}) as bridge:
         desk.delay_next(1.0, path="/api/cases/")
-        with pytest.raises(Unavailable, match="timed out"):
+        with pytest.raises(Unavailable, match="no answer in time"):
             await bridge.get_ticket("1001")
         desk.fail_next(502, body="<html>bad gateway</html>")
         with pytest.raises(Unavailable, match="502"):

@@ -12,7 +12,7 @@ from typing import Any
 import httpx
 import pytest
 
-from bot.sandbox.plusofon import ACCOUNT_USER_ID, NOT_FOUND_DUMP, FakePlusofon, FakePost
+from bot.sandbox.plusofon import ACCOUNT_USER_ID, FakePlusofon, FakePost
 from bridges.base import (
     Attachment,
     AuthorKind,
@@ -25,15 +25,11 @@ from bridges.base import (
 )
 from bridges.errors import (
     AuthFailed,
-    BridgeError,
-    Forbidden,
     Invalid,
     NotFound,
-    RateLimited,
     Unavailable,
 )
 from bridges.plusofon import PlusofonBridge
-from bridges.plusofon.client import NOT_JSON, plusofon_error
 from bridges.plusofon.config import PlusofonSettings
 from bridges.plusofon.models import parse_ticket_list
 from bridges.registry import BridgeDeps, create_bridge
@@ -41,59 +37,6 @@ from tests.bridges.contract import LOCAL_AGENT, HarnessOptions
 from tests.bridges.harness_plusofon import bridge_state_database
 
 CUSTOMER = CustomerIdentity(customer_ref="tg:1001", full_name="Anna Customer")
-
-
-@pytest.mark.parametrize(
-    ("status", "body", "expected"),
-    [
-        (200, {"ticket": {}}, None),
-        (201, {"id": "1", "posts": []}, None),
-        (200, NOT_JSON, Unavailable),
-        (400, {"message": "Undefined index: all", "code": 400}, Invalid),
-        (400, {"message": "The subject field is required", "code": 400}, Invalid),
-        (422, {"message": "The ticketId field is required", "code": 422}, Invalid),
-        (500, {"message": NOT_FOUND_DUMP, "code": 500}, NotFound),
-        (200, {"message": NOT_FOUND_DUMP, "code": 500}, NotFound),  # the body's code wins
-        (401, {"message": "Unauthenticated.", "code": 401}, AuthFailed),
-        (403, {"message": "Forbidden", "code": 403}, Forbidden),
-        (404, {"message": "", "code": 404}, NotFound),
-        (500, {"message": "Нет доступа к договору", "code": 500}, Forbidden),
-        (500, {"message": "Internal Server Error", "code": 500}, Unavailable),
-        (502, NOT_JSON, Unavailable),
-        (302, NOT_JSON, Unavailable),
-    ],
-)
-def test_plusofon_errors_map_to_the_hierarchy(
-    status: int, body: Any, expected: type[BridgeError] | None
-) -> None:
-    error = plusofon_error(status, body)
-    assert (type(error) if error else None) is expected
-
-
-@pytest.mark.parametrize(
-    ("body", "expected"),
-    [
-        ({"success": True}, None),
-        ({"success": False, "message": "too big"}, Invalid),
-        ({"message": "Post not Found"}, NotFound),
-        ({}, Invalid),
-    ],
-)
-def test_the_attachment_answer_needs_its_success_flag(
-    body: Any, expected: type[BridgeError] | None
-) -> None:
-    error = plusofon_error(200, body, expect_success=True)
-    assert (type(error) if error else None) is expected
-
-
-def test_rate_limits_carry_retry_after() -> None:
-    error = plusofon_error(429, {"message": "Too Many Attempts.", "code": 429}, retry_after=7)
-    assert isinstance(error, RateLimited) and error.retry_after == 7
-
-
-def test_the_not_found_dump_is_kept_short() -> None:
-    error = plusofon_error(500, {"message": NOT_FOUND_DUMP, "code": 500}, where="GET x")
-    assert str(error).endswith("Ticket not Found") and "\r" not in str(error)
 
 
 @pytest.mark.parametrize(
@@ -229,7 +172,7 @@ async def test_check_reports_bad_credentials_without_the_password(
     finally:
         await bridge.aclose()
     assert not report.ok
-    assert "AuthFailed" in report.lines[0]
+    assert "CredentialsRefused" in report.lines[0] and "PLUSOFON_PASSWORD" in report.lines[0]
     assert "wrong-secret-42" not in " ".join(report.lines) + caplog.text
 
 
