@@ -162,13 +162,18 @@ async def _run(settings: Settings) -> int:
 
 async def _erase(url: str, tg_user_id: int, provider: str) -> int:
     from bot.services.erase import erase_customer
+    from bridges.registry import BridgeDeps, create_bridge
 
     await ensure_migrated(url)
     engine = create_engine(url)
     try:
-        with database_errors(url):
-            report = await erase_customer(create_sessionmaker(engine), tg_user_id,
-                                          provider=provider)
+        bridge = await create_bridge(provider, BridgeDeps(engine=engine, env=environment()))
+        try:
+            with database_errors(url):
+                report = await erase_customer(create_sessionmaker(engine), tg_user_id,
+                                              bridge=bridge)
+        finally:
+            await bridge.aclose()
     finally:
         await engine.dispose()
     if not report.found:
@@ -176,8 +181,8 @@ async def _erase(url: str, tg_user_id: int, provider: str) -> int:
         return 1
     print(f"erased: {report.messages} message(s) of {report.tickets} ticket(s); "
           f"tickets kept anonymised for statistics")
-    if provider == "local":
-        print(f"local desk: {report.local_desk_messages} message(s) erased")
+    if report.desk_complete:
+        print(f"{provider}: {report.desk_messages} message(s) erased at the helpdesk")
     else:
         print(f"the {provider} helpdesk keeps its own copy: erase the customer there too")
     return 0

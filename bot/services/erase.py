@@ -4,9 +4,10 @@ Deleted: every message of their tickets (text, files, Telegram links) and
 their drafts, every outbox row about them (pending ones too: nothing more is
 sent to or about them). Kept, anonymised: the tickets themselves (status,
 times, rating) so that statistics still add up, and the customer row, with
-no name, username, phone, e-mail or Telegram id left on it. With the local
-desk the desk's copies go too; an external helpdesk keeps its own copy, which
-must be erased there (the command says so).
+no name, username, phone, e-mail or Telegram id left on it. The bridge
+erases what it can of the helpdesk's copy and of its own records
+(`erase_customer` of the contract: the local desk's copies go; an external
+helpdesk keeps its own copy, which must be erased there, as the command says).
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.db.models import Attachment, Customer, Message, OutboxItem, TgLink, Ticket
 from bot.outbox import agent_lane, card_lane, customer_lane, provider_lane
-from bridges.local.models import LocalEvent, LocalMessage, LocalTicket
+from bridges.base import HelpdeskBridge
 
 ERASED = "(erased)"
 
@@ -28,11 +29,21 @@ class ErasureReport:
     found: bool
     tickets: int = 0
     messages: int = 0
-    local_desk_messages: int = 0
+    desk_messages: int = 0  # erased at the helpdesk by the bridge
+    desk_complete: bool = False  # the helpdesk keeps nothing more of the customer
 
 
 async def erase_customer(sessionmaker: async_sessionmaker[AsyncSession], tg_user_id: int,
-                         *, provider: str) -> ErasureReport:
+                         *, bridge: HelpdeskBridge) -> ErasureReport:
+    async with sessionmaker() as session:
+        customer = await session.scalar(select(Customer).where(Customer.tg_user_id == tg_user_id))
+        if customer is None:
+            return ErasureReport(found=False)
+        remote_ids = [remote for remote in await session.scalars(select(
+            Ticket.remote_ticket_id).where(Ticket.customer_id == customer.id)) if remote]
+    # The helpdesk's side first: if the bot's part fails afterwards, running
+    # the command again finds the customer and finishes (both are repeatable).
+    desk = await bridge.erase_customer(str(tg_user_id), remote_ids)
     async with sessionmaker.begin() as session:
         customer = await session.scalar(select(Customer).where(Customer.tg_user_id == tg_user_id))
         if customer is None:
@@ -49,9 +60,6 @@ async def erase_customer(sessionmaker: async_sessionmaker[AsyncSession], tg_user
         lanes += [lane(t) for t in ticket_ids for lane in (agent_lane, card_lane, provider_lane)]
         await session.execute(delete(OutboxItem).where(OutboxItem.lane.in_(lanes)))
         await session.execute(delete(Message).where(Message.id.in_(message_ids)))
-        desk_messages = 0
-        if provider == "local":
-            desk_messages = await _erase_local_desk(session, tickets)
         await session.execute(update(Ticket).where(Ticket.id.in_(ticket_ids)).values(
             subject=ERASED))
         customer.full_name = ERASED
@@ -63,18 +71,4 @@ async def erase_customer(sessionmaker: async_sessionmaker[AsyncSession], tg_user
         # The Telegram id is personal data too; a negative id cannot clash with a real one.
         customer.tg_user_id = -customer.id
         return ErasureReport(found=True, tickets=len(ticket_ids), messages=len(message_ids),
-                             local_desk_messages=desk_messages)
-
-
-async def _erase_local_desk(session: AsyncSession, tickets: list[Ticket]) -> int:
-    remote_ids = [int(t.remote_ticket_id) for t in tickets
-                  if t.remote_ticket_id and t.remote_ticket_id.isdigit()]
-    if not remote_ids:
-        return 0
-    erased = select(LocalMessage.id).where(LocalMessage.ticket_id.in_(remote_ids))
-    await session.execute(delete(LocalEvent).where(LocalEvent.message_id.in_(erased)))
-    result = await session.execute(delete(LocalMessage).where(
-        LocalMessage.ticket_id.in_(remote_ids)))
-    await session.execute(update(LocalTicket).where(LocalTicket.id.in_(remote_ids)).values(
-        subject=ERASED, customer_ref=ERASED, customer_name=ERASED))
-    return int(result.rowcount or 0)  # type: ignore[attr-defined]
+                             desk_messages=desk.messages, desk_complete=desk.complete)

@@ -177,8 +177,8 @@ class SyncService:
                 message_id=message.id, kind=file.kind, file_name=file.file_name,
                 mime_type=file.mime_type, size=file.size, remote_url=file.url,
                 remote_ref=file.ref,
-                # The local desk keeps the bot's own file handle: reuse it.
-                tg_file_id=file.ref if self.provider == "local" else None,
+                # A desk that keeps the bot's own file handle: reuse it.
+                tg_file_id=self._bridge.own_file(file),
             ))
         ticket.updated_at = utcnow()
         enqueue(session, Kind.MIRROR, agent_lane(ticket.id), {"message_id": message.id},

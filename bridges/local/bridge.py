@@ -11,7 +11,7 @@ from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 
-from sqlalchemy import CursorResult, case, delete, func, or_, select
+from sqlalchemy import CursorResult, case, delete, func, or_, select, update
 from sqlalchemy.exc import (
     DataError,
     DBAPIError,
@@ -29,16 +29,14 @@ from bridges.base import (
     BridgeBase,
     Capabilities,
     Capability,
-    ChangeEvent,
     Changes,
     CheckReport,
     CustomerIdentity,
+    Erasure,
     KnowledgeArticle,
-    MessageAdded,
     NewTicket,
     RemoteMessage,
     RemoteTicket,
-    TicketChanged,
     TicketStatus,
     TicketUpdate,
 )
@@ -48,6 +46,7 @@ from bridges.local.mapping import (
     article_from_row,
     attachments_to_json,
     message_from_row,
+    parse_row_id,
     ticket_from_row,
 )
 from bridges.local.models import (
@@ -61,12 +60,13 @@ from bridges.local.models import (
     LocalMessage,
     LocalTicket,
 )
+from bridges.local.poll import read_changes
 from bridges.registry import BridgeDeps, register
 
 PROVIDER = "local"
+ERASED = "(erased)"
 DEFAULT_PAGE_SIZE = 500
 
-_MAX_ROW_ID = 2**63 - 1  # BIGINT: a larger id cannot exist, and PostgreSQL would refuse it
 # PostgreSQL advisory lock held from the allocation of event ids to commit
 # (see `_record_events`); the value only has to be unique within the database.
 _EVENT_ORDER_LOCK = 0x6C6F63616C  # "local"
@@ -269,44 +269,7 @@ class LocalDeskBridge(BridgeBase):
 
     async def fetch_changes(self, cursor: str | None) -> Changes:
         async with self._transaction() as session:
-            if cursor is None:
-                last_event_id = await session.scalar(select(func.max(LocalEvent.id)))
-                return Changes(events=(), cursor=str(last_event_id or 0))
-            after = self._parse_cursor(cursor)
-            rows = (
-                await session.scalars(
-                    select(LocalEvent)
-                    .where(LocalEvent.id > after)
-                    .order_by(LocalEvent.id)
-                    .limit(self.page_size + 1)
-                )
-            ).all()
-            more = len(rows) > self.page_size
-            rows = rows[: self.page_size]
-            # Two bulk reads whatever the page holds: the cost grows with
-            # what changed, never one query per event.
-            message_ids = {
-                row.message_id
-                for row in rows
-                if row.kind == LocalEventKind.MESSAGE_ADDED and row.message_id is not None
-            }
-            ticket_ids = {
-                row.ticket_id for row in rows if row.kind == LocalEventKind.TICKET_CHANGED
-            }
-            messages = await _messages_by_id(session, message_ids)
-            tickets = await _tickets_by_id(session, ticket_ids)
-            events: list[ChangeEvent] = []
-            for row in rows:
-                if row.kind == LocalEventKind.MESSAGE_ADDED and row.message_id in messages:
-                    message = messages[row.message_id]
-                    events.append(
-                        MessageAdded(message_from_row(message, origin_key=row.origin_key))
-                    )
-                elif row.kind == LocalEventKind.TICKET_CHANGED and row.ticket_id in tickets:
-                    ticket = tickets[row.ticket_id]
-                    events.append(TicketChanged(ticket_from_row(ticket), origin_key=row.origin_key))
-            next_cursor = str(rows[-1].id) if rows else str(after)
-            return Changes(events=events, cursor=next_cursor, more=more)
+            return await read_changes(session, cursor, self.page_size)
 
     async def search_articles(
         self, query: str, *, for_agent: bool, limit: int = 20
@@ -351,6 +314,28 @@ class LocalDeskBridge(BridgeBase):
                 raise
             return _agent_identity(account)
 
+    def own_file(self, attachment: Attachment) -> str | None:
+        # The desk keeps the bot's own file handle (Telegram's file id).
+        return attachment.ref
+
+    async def erase_customer(self, customer_ref: str,
+                             remote_ticket_ids: Sequence[str]) -> Erasure:
+        """The desk's copy goes: the messages of the customer's tickets and
+        the events pointing at them; the tickets stay, anonymised."""
+        ids = [ticket_id for remote in remote_ticket_ids
+               if (ticket_id := parse_row_id(remote)) is not None]
+        async with self._transaction() as session:
+            ids += list(await session.scalars(select(LocalTicket.id).where(
+                LocalTicket.customer_ref == customer_ref)))
+            erased = select(LocalMessage.id).where(LocalMessage.ticket_id.in_(ids))
+            await session.execute(delete(LocalEvent).where(LocalEvent.message_id.in_(erased)))
+            result = await session.execute(delete(LocalMessage).where(
+                LocalMessage.ticket_id.in_(ids)))
+            await session.execute(update(LocalTicket).where(LocalTicket.id.in_(ids)).values(
+                subject=ERASED, customer_ref=ERASED, customer_name=ERASED))
+        count = result.rowcount if isinstance(result, CursorResult) else 0
+        return Erasure(messages=int(count or 0), complete=True)
+
     # -- knowledge base (canned replies build on these) -------------------
 
     async def add_article(self, title: str, text: str, public: bool = True) -> KnowledgeArticle:
@@ -376,7 +361,7 @@ class LocalDeskBridge(BridgeBase):
 
     async def delete_article(self, remote_id: str) -> bool:
         """True when the article existed and is gone."""
-        article_id = _parse_row_id(remote_id)
+        article_id = parse_row_id(remote_id)
         if article_id is None:
             return False
         async with self._transaction() as session:
@@ -470,7 +455,7 @@ class LocalDeskBridge(BridgeBase):
             return self._replayed(existing, remote_ticket_id, key)
 
     def _replayed(self, existing: LocalMessage, remote_ticket_id: str, key: str) -> RemoteMessage:
-        if existing.ticket_id != _parse_row_id(remote_ticket_id):
+        if existing.ticket_id != parse_row_id(remote_ticket_id):
             raise Invalid(
                 f"idempotency key {key!r} was used on ticket {existing.ticket_id}",
                 provider=self.name,
@@ -507,12 +492,6 @@ class LocalDeskBridge(BridgeBase):
         )
         await session.flush()
 
-    def _parse_cursor(self, cursor: str) -> int:
-        after = _parse_row_id(cursor, allow_zero=True)
-        if after is None:
-            raise Invalid(f"not a local desk cursor: {cursor!r}", provider=self.name)
-        return after
-
 
 @register(PROVIDER)
 async def create_local_bridge(deps: BridgeDeps) -> LocalDeskBridge:
@@ -546,15 +525,6 @@ def _checked_ref(ref: str) -> str:
     return ref
 
 
-def _parse_row_id(value: str, *, allow_zero: bool = False) -> int | None:
-    value = value.strip()
-    if not (value.isascii() and value.isdigit()):
-        return None
-    number = int(value)
-    lowest = 0 if allow_zero else 1
-    return number if lowest <= number <= _MAX_ROW_ID else None
-
-
 def _utc_now() -> datetime:
     return datetime.now(UTC)
 
@@ -577,7 +547,7 @@ def _agent_identity(account: LocalAgent) -> AgentIdentity:
 async def _ticket(
     session: AsyncSession, remote_ticket_id: str, *, for_update: bool = False
 ) -> LocalTicket:
-    ticket_id = _parse_row_id(remote_ticket_id)
+    ticket_id = parse_row_id(remote_ticket_id)
     ticket = None
     if ticket_id is not None:
         statement = select(LocalTicket).where(LocalTicket.id == ticket_id)
@@ -597,20 +567,6 @@ async def _message_by_key(session: AsyncSession, key: str) -> LocalMessage | Non
     return await session.scalar(select(LocalMessage).where(LocalMessage.idempotency_key == key))
 
 
-async def _messages_by_id(session: AsyncSession, ids: set[int]) -> dict[int, LocalMessage]:
-    if not ids:
-        return {}
-    rows = await session.scalars(select(LocalMessage).where(LocalMessage.id.in_(ids)))
-    return {row.id: row for row in rows}
-
-
-async def _tickets_by_id(session: AsyncSession, ids: set[int]) -> dict[int, LocalTicket]:
-    if not ids:
-        return {}
-    rows = await session.scalars(select(LocalTicket).where(LocalTicket.id.in_(ids)))
-    return {row.id: row for row in rows}
-
-
 async def _event_seen(session: AsyncSession, ticket_id: int, origin_key: str) -> bool:
     found = await session.scalar(
         select(LocalEvent.id)
@@ -626,7 +582,7 @@ async def _agent_by_login(session: AsyncSession, login: str) -> LocalAgent | Non
 
 async def _agent_name(session: AsyncSession, agent: AgentIdentity) -> str:
     """The name of the linked local account, else the agent's own name."""
-    agent_id = _parse_row_id(agent.remote_agent_id) if agent.remote_agent_id else None
+    agent_id = parse_row_id(agent.remote_agent_id) if agent.remote_agent_id else None
     if agent_id is not None:
         linked_name = await session.scalar(
             select(LocalAgent.full_name).where(LocalAgent.id == agent_id)

@@ -21,6 +21,18 @@ from bridges.base import (
 )
 from bridges.local.models import LocalKbArticle, LocalMessage, LocalTicket
 
+MAX_ROW_ID = 2**63 - 1  # BIGINT: a larger id cannot exist, and PostgreSQL would refuse it
+
+
+def parse_row_id(value: str, *, allow_zero: bool = False) -> int | None:
+    """A row id as the bridge's ids carry it; None when it cannot be one."""
+    value = value.strip()
+    if not (value.isascii() and value.isdigit()):
+        return None
+    number = int(value)
+    lowest = 0 if allow_zero else 1
+    return number if lowest <= number <= MAX_ROW_ID else None
+
 
 def as_utc(value: datetime) -> datetime:
     """SQLite hands timestamps back naive; they were written in UTC."""

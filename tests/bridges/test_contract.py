@@ -22,9 +22,11 @@ from bridges.base import (
     AgentIdentity,
     Attachment,
     AuthorKind,
+    BridgeBase,
     Capability,
     ChangeEvent,
     CustomerIdentity,
+    Erasure,
     HelpdeskBridge,
     MessageAdded,
     NewTicket,
@@ -144,6 +146,26 @@ async def test_declares_its_capabilities(desk: Desk) -> None:
     assert bridge.capabilities == desk.harness.capabilities
     if Capability.DEPARTMENTS not in bridge.capabilities:
         assert list(await bridge.list_departments()) == []
+
+
+async def test_every_bridge_has_the_one_shape(desk: Desk) -> None:
+    assert isinstance(desk.bridge, BridgeBase)
+    # Only a desk that keeps the bot's file handle hands it back as its own.
+    own = desk.bridge.own_file(Attachment("scan.pdf", ref="telegram-file-id"))
+    assert own == ("telegram-file-id" if desk.harness.echoes_attachment_ref else None)
+
+
+async def test_erasing_a_customer_is_repeatable(desk: Desk) -> None:
+    ticket = await open_ticket(desk.bridge, text="My passport is 4510 123456")
+    first = await desk.bridge.erase_customer(CUSTOMER.customer_ref, [ticket.remote_ticket_id])
+    again = await desk.bridge.erase_customer(CUSTOMER.customer_ref, [ticket.remote_ticket_id])
+    assert isinstance(first, Erasure) and isinstance(again, Erasure)
+    assert again.messages == 0
+    if first.complete:  # the desk's copy is gone, the ticket stays for statistics
+        assert first.messages >= 1
+        kept = await desk.bridge.get_ticket(ticket.remote_ticket_id)
+        assert kept.remote_ticket_id == ticket.remote_ticket_id
+        assert "4510" not in kept.subject
 
 
 async def test_check_reports_ok(desk: Desk) -> None:
