@@ -29,6 +29,8 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
+from bridges.registry import providers
+
 ENV_FILE = ".env"
 # What .env.example ships with: recognised, so the operator is told to replace it.
 EXAMPLE_TOKEN = "123456789:replace-with-your-token"
@@ -37,7 +39,8 @@ EXAMPLE_AGENT_CHAT_ID = -1001234567890
 TOKEN_PATTERN = re.compile(r"^\d{1,20}:[A-Za-z0-9_-]+$")
 # Telegram's rule for setWebhook's secret_token.
 WEBHOOK_SECRET_PATTERN = re.compile(r"^[A-Za-z0-9_-]{1,256}$")
-PROVIDERS = ("local", "omnidesk", "zenlix", "plusofon", "iqstore")
+# Every subpackage of `bridges` is a provider (bridges.registry).
+PROVIDERS = tuple(providers())
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 DATABASE_DRIVERS = {"sqlite": "sqlite+aiosqlite", "postgresql": "postgresql+asyncpg"}
 
