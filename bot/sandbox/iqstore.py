@@ -98,6 +98,8 @@ class FakeIqstore:
         self._ticket_ids = itertools.count(103)
         self._ticket_message_ids = itertools.count(1632)
         self._faults: list[_Fault] = []
+        # Messages served with a `CreatedAt` no client can read.
+        self.unreadable: set[int] = set()
         self._runner: web.AppRunner | None = None
         self.base_url = ""
 
@@ -393,7 +395,8 @@ class FakeIqstore:
         return file
 
     def _page(self, client: FakeClient, messages: list[JsonDict]) -> web.Response:
-        result = [dict(m, My=m["Author"] == "client" and m["ClientId"] == client.id)
+        result = [dict(m, My=m["Author"] == "client" and m["ClientId"] == client.id,
+                       **({"CreatedAt": "yesterday"} if m["Id"] in self.unreadable else {}))
                   for m in messages]
         user_ids = {m["UserId"] for m in messages if m["UserId"] is not None}
         users = [dict(u) for u in (AGENT_USER, SERVICE_USER) if u["Id"] in user_ids]

@@ -7,7 +7,12 @@ Faithful to the document where the bridge depends on it:
   401, a wrong (or inactive) staff e-mail 403.
 * Lists as an object keyed by position plus `total_count`; `page` (1-based)
   and `limit` (1..100, default 100); messages `order` asc (default) or desc,
-  and without page/limit the *last* 100.
+  and without page/limit the *last* 100. As third-party clients of the real
+  API met it (issue 13): an empty page is `{"case": []}` without
+  `total_count`; cases carry `closed_at`, `last_response_at`,
+  `parent_case_id`, `recipient_cc` and `closing_speed` ("-" until closed);
+  messages carry `sent_at` (null unless delayed) and have no `content_html`
+  when there is none.
 * RFC 2822 dates in a +0300 zone; time filters taking an RFC 2822 string or
   a Unix timestamp; `from_updated_time`/`to_updated_time` inclusive;
   `sort=updated_at_asc|updated_at_desc|created_at_asc|created_at_desc`.
@@ -28,7 +33,8 @@ companies, stats or webhooks; attachments are served without credentials at
 
 Test helpers act as an Omnidesk agent (`staff_replies`, `staff_adds_note`,
 `set_status`, `assign`...), as the customer's other channels
-(`user_replies`), inject faults (`fail_next`, `delay_next`, `exhaust`), fill
+(`user_replies`), inject faults (`fail_next`, `delay_next`, `exhaust`,
+`make_unreadable` for a record no client can parse), fill
 the store directly for benchmarks (`seed_cases`), and count requests by path
 (`requests`, `count`).
 """
@@ -355,6 +361,18 @@ class FakeOmnidesk:
             retry_after = 1
         self._faults.append(Fault(status, path, method, times, body=body,
                                   retry_after=retry_after))
+
+    def make_unreadable(self, *, case_id: int | None = None,
+                        message_id: int | None = None) -> None:
+        """Serve that case (in lists and on its own) or message with a
+        `created_at` no client can parse."""
+        if case_id is not None:
+            self.store.cases[case_id]["_unreadable"] = True
+        if message_id is not None:
+            for messages in self.store.messages.values():
+                for message in messages:
+                    if message["message_id"] == message_id:
+                        message["_unreadable"] = True
 
     def delay_next(self, seconds: float, *, path: str | None = None,
                    method: str | None = None, times: int = 1) -> None:
@@ -714,6 +732,9 @@ class FakeOmnidesk:
             "language_id": 1,
             "custom_fields": {},
             "labels": [],
+            "parent_case_id": 0,
+            "recipient_cc": [],
+            "last_response_at": None,
             "_created": int(moment),
             "_updated": int(moment),
         }
@@ -738,10 +759,11 @@ class FakeOmnidesk:
             "user_id": user_id,
             "staff_id": 0 if user_id else staff_id,
             "content": content,
-            "content_html": content_html,
+            **({"content_html": content_html} if content_html else {}),
             "attachments": attachments,
             "note": note,
             "sent_via_rule": False,
+            "sent_at": None,
             "_created": moment,
         }
         self.store.messages[int(case["case_id"])].append(message)
@@ -768,12 +790,20 @@ def _rfc2822(moment: float) -> str:
 
 def _public(record: JsonDict) -> JsonDict:
     """A stored record as the API shows it: private `_created`/`_updated`
-    become RFC 2822 `created_at`/`updated_at`."""
+    become RFC 2822 `created_at`/`updated_at`; a closed case says when
+    (`closed_at`) and after how many minutes (`closing_speed`, "-" before)."""
     shown = {name: value for name, value in record.items() if not name.startswith("_")}
     if "_created" in record:
         shown["created_at"] = _rfc2822(record["_created"])
     if "_updated" in record:
         shown["updated_at"] = _rfc2822(record["_updated"])
+    if "case_id" in record and "message_id" not in record:
+        closed = record.get("status") == "closed"
+        shown["closed_at"] = _rfc2822(record["_updated"]) if closed else None
+        shown["closing_speed"] = (int(record["_updated"] - record["_created"]) // 60
+                                  if closed else "-")
+    if record.get("_unreadable"):
+        shown["created_at"] = "the day before yesterday"  # no client can read this
     return shown
 
 
@@ -786,6 +816,8 @@ def _listing(key: str, records: list[JsonDict], query: Mapping[str, str]) -> Jso
     if not 1 <= limit <= MAX_LIMIT:
         raise ApiError(400, "wrong_limit")
     chosen = records[(page - 1) * limit: page * limit]
+    if not chosen:
+        return {key: []}  # what the real API answers for an empty page
     body: JsonDict = {str(position): {key: record} for position, record in enumerate(chosen)}
     body["total_count"] = len(records)
     return body

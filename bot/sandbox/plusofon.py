@@ -110,6 +110,7 @@ class FakePlusofon:
         self._post_ids = itertools.count(43807)
         self._attachment_ids = itertools.count(900)
         self._faults: list[_Fault] = []
+        self.unreadable_posts: set[int] = set()
         self._runner: web.AppRunner | None = None
         self.base_url = ""
 
@@ -194,6 +195,10 @@ class FakePlusofon:
         ticket.activity = ticket.last_staff_reply = now
         ticket.unread = True
         return post.id
+
+    def make_unreadable(self, post_id: int) -> None:
+        """Serve that post in a shape no client can read."""
+        self.unreadable_posts.add(post_id)
 
     def close(self, ticket_id: int | str) -> None:
         self.tickets[int(ticket_id)].open = False
@@ -365,7 +370,9 @@ class FakePlusofon:
             "unread_messages": ticket.unread,
             "posts": [
                 {"id": str(post.id), "date": _local(post.moment), "text": post.text,
-                 "author": dict(post.author), "attachments": list(post.attachments)}
+                 # An unreadable post: its author is no object.
+                 "author": "?" if post.id in self.unreadable_posts else dict(post.author),
+                 "attachments": list(post.attachments)}
                 for post in ticket.posts
             ],
         }

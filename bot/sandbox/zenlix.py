@@ -53,7 +53,8 @@ Faithful to the real server where a bridge can trip:
 Test helpers act as people in the Zenlix UI (`comment_as`, `lock_as`,
 `close_as`, `reopen_as`, `refer_as`, `archive`), fill the store directly
 (`seed_ticket`, for benches), count requests (`request_count`, `requests`)
-and inject faults (`fail_next`: 500, hang, empty body, HTML page).
+and inject faults (`fail_next`: 500, hang, empty body, HTML page;
+`unreadable`: tickets `ticket_list` shows with an `id_ticket` no client reads).
 """
 
 from __future__ import annotations
@@ -163,6 +164,7 @@ class FakeZenlix:
         self._by_hash: dict[str, FakeTicket] = {}  # the oldest ticket of each hash
         self._comments_of: dict[int | None, list[FakeComment]] = {}
         self.keys: dict[str, str] = {}  # API key -> user hash
+        self.unreadable: set[str] = set()  # ticket hashes listed in a shape no client reads
         self.devices: list[tuple[str, str]] = []  # (user hash, device token)
 
         self.request_count = 0
@@ -471,7 +473,8 @@ class FakeZenlix:
         state = self._state(ticket, user)
         subject = self.subjects.get(_int(ticket.subj), "")
         return {
-            "id_ticket": ticket.id, "ticket_hash": ticket.hash,
+            "id_ticket": "#" if ticket.hash in self.unreadable else ticket.id,
+            "ticket_hash": ticket.hash,
             "subj": _cutstr_api(subject), "text": _cutstr_api(ticket.text),
             "date_created": ticket.created, "status": state, "prio": ticket.prio,
             "lock_by_other_fio": self._short(ticket.lock_by) if state == "lock_by_other"

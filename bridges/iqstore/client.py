@@ -38,6 +38,7 @@ from bridges.iqstore.models import (
     TicketMessage,
     UploadedFile,
 )
+from bridges.parsing import readable
 
 PROVIDER = "iqstore"
 NO_FLAG, OK = "(no OK flag)", "(OK)"
@@ -148,7 +149,7 @@ class IqstoreClient:
                                 "Text": text, "ChatType": "regular"}
         if file_id:
             form["FileId"] = file_id
-        return _page(await self._public_call(path, form, token=token), path)
+        return chat_page(await self._public_call(path, form, token=token), path)
 
     async def history(self, token: str, *, max_id: int | None, limit: int) -> ChatPage:
         """Up to `limit` messages before `max_id` (the newest without it)."""
@@ -156,7 +157,7 @@ class IqstoreClient:
         query: dict[str, Any] = {"Limit": limit, "ChatType": "regular"}
         if max_id is not None:
             query["MaxId"] = max_id
-        return _page(await self._public_call(path, query, token=token), path)
+        return chat_page(await self._public_call(path, query, token=token), path)
 
     async def upload(
         self, token: str, *, file_name: str, data: bytes, mime_type: str | None, image: bool
@@ -206,13 +207,16 @@ class IqstoreClient:
         return dict(body)
 
 
-def _page(body: dict[str, Any], where: str) -> ChatPage:
+def chat_page(body: dict[str, Any], where: str) -> ChatPage:
+    """A page of a chat; no messages when `Result` is absent, null or empty."""
     result = body.get("Result")
     items = result if isinstance(result, list) else []
-    messages = [_parse(ChatMessage, item, where) for item in items]
+    messages = readable(ChatMessage, items, provider="iqstore", kind="message",
+                        id_fields=("Id",))
     rels = body.get("Rels")
     return ChatPage(messages=sorted(messages, key=lambda m: m.id),
-                    rels=_parse(Rels, rels, where) if isinstance(rels, dict) else Rels())
+                    rels=_parse(Rels, rels, where) if isinstance(rels, dict) else Rels(),
+                    entries=len(items))
 
 
 def _parse(model: type[ModelT], value: Any, where: str) -> ModelT:

@@ -1,12 +1,16 @@
 """iqstore payloads (providers/iqstore.md), in snake_case here and PascalCase
-on the wire."""
+on the wire. A message or related object that cannot be read is logged
+with its id and skipped, never the whole page (issue 13)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 from pydantic.alias_generators import to_pascal
+
+from bridges.parsing import readable
 
 
 class _Payload(BaseModel):
@@ -60,13 +64,24 @@ class RelTicketMessage(_Payload):
     ticket_id: int
 
 
+def _readable_list(model: type[_Payload], kind: str) -> Any:
+    return BeforeValidator(lambda items: readable(
+        model, items if isinstance(items, list) else [], provider="iqstore", kind=kind,
+        id_fields=("Id",)))
+
+
 class Rels(_Payload):
     """The graph of objects a result refers to (`Rels`, or `Graph`)."""
 
-    clients: list[RelClient] = Field(default_factory=list)
-    users: list[RelUser] = Field(default_factory=list)
-    files: list[RelFile] = Field(default_factory=list)
-    ticket_messages: list[RelTicketMessage] = Field(default_factory=list)
+    clients: Annotated[list[RelClient], _readable_list(RelClient, "client")] = Field(
+        default_factory=list)
+    users: Annotated[list[RelUser], _readable_list(RelUser, "user")] = Field(
+        default_factory=list)
+    files: Annotated[list[RelFile], _readable_list(RelFile, "file")] = Field(
+        default_factory=list)
+    ticket_messages: Annotated[list[RelTicketMessage],
+                               _readable_list(RelTicketMessage, "ticket message")] = Field(
+        default_factory=list)
 
 
 class ClientInfo(_Payload):
@@ -105,7 +120,9 @@ class TicketMessage(_Payload):
 
 @dataclass(frozen=True, slots=True)
 class ChatPage:
-    """Messages (oldest first) with the graph they refer to."""
+    """Messages (oldest first) with the graph they refer to; `entries` is how
+    many the page held, unreadable ones included (a full page: page on)."""
 
     messages: list[ChatMessage] = field(default_factory=list)
     rels: Rels = field(default_factory=Rels)
+    entries: int = 0

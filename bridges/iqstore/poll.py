@@ -182,7 +182,7 @@ class Poller:
             rels.append(page.rels)
             fresh = [message for message in page.messages if message.id > after]
             found.update((message.id, message) for message in fresh)
-            if len(page.messages) < limit or len(fresh) < len(page.messages):
+            if page.entries < limit or not page.messages or len(fresh) < len(page.messages):
                 break  # reached what was seen before, or the start of the chat
             max_id = page.messages[0].id
         return ChatPage(messages=sorted(found.values(), key=lambda m: m.id),

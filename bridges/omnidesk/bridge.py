@@ -159,7 +159,7 @@ class OmnideskBridge(BridgeBase):
 
     async def _check_channel(self, channel: str) -> tuple[bool, str]:
         answer = await self._client.get("custom_channels.json")
-        channels, _ = listing(answer.data, "custom_channel", CustomChannel)
+        channels = listing(answer.data, "custom_channel", CustomChannel).items
         found = next((c for c in channels if c.channel_api_key == channel), None)
         if found is None:
             return False, f"omnidesk: custom channel {channel} does not exist"
@@ -199,7 +199,7 @@ class OmnideskBridge(BridgeBase):
         if query:
             params["search"] = query
         answer = await self._client.get("kb_article.json", params)
-        articles, _ = listing(answer.data, "kb_article", KbArticle)
+        articles = listing(answer.data, "kb_article", KbArticle).items
         # The API answers a staff member: it lists drafts and staff-only
         # articles too. Customers see only public, active ones.
         visible = [a for a in articles
@@ -487,9 +487,9 @@ class OmnideskBridge(BridgeBase):
         page = 1
         while True:
             answer = await self._client.get(uri, {"limit": LIST_PAGE, "page": page})
-            batch, total = listing(answer.data, key, model)
-            items += batch
-            if len(batch) < LIST_PAGE or len(items) >= total:
+            batch = listing(answer.data, key, model)
+            items += batch.items
+            if batch.last_page(page, LIST_PAGE):
                 return items
             page += 1
 

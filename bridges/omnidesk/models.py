@@ -1,19 +1,27 @@
 """Omnidesk payloads as the API sends them (providers/omnidesk.md).
 
 Only the fields the bridge uses are modelled; everything else is ignored.
-These types never leave the `bridges.omnidesk` package.
+What the document does not promise is optional, and answers of the real API
+seen by third-party clients parse (issue 13): an empty page as
+`{"case": []}` without `total_count`, extra case fields (`closed_at`,
+`last_response_at`, `parent_case_id`, `recipient_cc`, `closing_speed` "-"),
+messages with `sent_at` (delayed sending) and without `content_html`. One
+record that still cannot be read is logged with its id and skipped, never
+the whole page. These types never leave the `bridges.omnidesk` package.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Generic, TypeVar
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
 
 from bridges.errors import Unavailable
+from bridges.parsing import readable
 
 
 def parse_rfc2822(value: object) -> datetime:
@@ -35,6 +43,14 @@ def parse_rfc2822(value: object) -> datetime:
     raise ValueError(f"not a date: {value!r}")
 
 
+def _optional_date(value: object) -> datetime | None:
+    """A date the bridge can do without: unreadable is none."""
+    try:
+        return parse_rfc2822(value) if value not in (None, "", "-", 0, "0") else None
+    except ValueError:
+        return None
+
+
 def _zero_if_empty(value: object) -> object:
     # Ids of "nobody" arrive as 0, and occasionally as null or "".
     return 0 if value in (None, "") else value
@@ -42,6 +58,15 @@ def _zero_if_empty(value: object) -> object:
 
 def _text(value: object) -> object:
     return "" if value is None else value
+
+
+def _files(value: object) -> object:
+    # No files come as null, [] or {}; a PHP array with gaps as an object.
+    if value is None or value == "":
+        return []
+    if isinstance(value, Mapping):
+        return list(value.values())
+    return value
 
 
 Rfc2822 = Annotated[datetime, BeforeValidator(parse_rfc2822)]
@@ -85,10 +110,21 @@ class Message(Payload):
     staff_id: OptionalId = 0
     content: Text = ""
     content_html: Text = ""
-    attachments: list[FileInfo] = Field(default_factory=list)
+    attachments: Annotated[list[FileInfo], BeforeValidator(_files)] = Field(
+        default_factory=list)
     note: bool = False
     sent_via_rule: bool = False
     created_at: Rfc2822
+    # A message whose sending was delayed: when it goes (or went) out.
+    sent_at: Annotated[datetime | None, BeforeValidator(_optional_date)] = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _created(cls, value: object) -> object:
+        # A delayed message seen without `created_at` dates from its sending.
+        if isinstance(value, Mapping) and not value.get("created_at") and value.get("sent_at"):
+            return {**value, "created_at": value["sent_at"]}
+        return value
 
 
 class Staff(Payload):
@@ -122,35 +158,46 @@ class KbArticle(Payload):
 M = TypeVar("M", bound=Payload)
 
 
+@dataclass(frozen=True, slots=True)
+class Listing(Generic[M]):
+    """One page of a list: the readable items in position order, the list's
+    `total_count` (None when the answer has none), and how many entries the
+    page held, unreadable ones included (a full page means: page on)."""
+
+    items: list[M]
+    total: int | None
+    entries: int
+
+    def last_page(self, page: int, size: int) -> bool:
+        return self.entries < size or (self.total is not None and page * size >= self.total)
+
+
 def one(payload: object, key: str, model: type[M]) -> M:
     """`{"case": {...}}` → Case."""
     if not isinstance(payload, Mapping) or not isinstance(payload.get(key), Mapping):
         raise Unavailable(f"unexpected Omnidesk answer: no {key!r} object", provider="omnidesk")
-    return _validated(model, payload[key])
-
-
-def listing(payload: object, key: str, model: type[M]) -> tuple[list[M], int]:
-    """Lists come as an object keyed by position plus `total_count`, not an
-    array (providers/omnidesk.md, "Basics"): `{"0": {"case": {...}}, ...,
-    "total_count": 17}`. Returns the items in position order and the total."""
-    if isinstance(payload, list) and not payload:
-        return [], 0  # an empty list is sometimes sent as []
-    if not isinstance(payload, Mapping):
-        raise Unavailable(f"unexpected Omnidesk answer for a {key} list", provider="omnidesk")
-    positions = sorted((int(name), entry) for name, entry in payload.items() if name.isdigit())
-    items = []
-    for _, entry in positions:
-        if isinstance(entry, Mapping) and isinstance(entry.get(key), Mapping):
-            items.append(_validated(model, entry[key]))
-    total = str(payload.get("total_count", ""))
-    return items, int(total) if total.isdigit() else len(items)
-
-
-def _validated(model: type[M], data: Any) -> M:
     try:
-        return model.model_validate(data)
+        return model.model_validate(payload[key])
     except ValidationError as exc:
         raise Unavailable(
             f"unexpected Omnidesk {model.__name__.lower()}: {exc.error_count()} bad field(s)",
             provider="omnidesk",
         ) from exc
+
+
+def listing(payload: object, key: str, model: type[M]) -> Listing[M]:
+    """Lists come as an object keyed by position plus `total_count`, not an
+    array (providers/omnidesk.md, "Basics"): `{"0": {"case": {...}}, ...,
+    "total_count": 17}`. An empty one also as `[]`, `{}`, `{"case": []}` or
+    nothing at all."""
+    if payload is None or (isinstance(payload, list) and not payload):
+        return Listing([], 0, 0)
+    if not isinstance(payload, Mapping):
+        raise Unavailable(f"unexpected Omnidesk answer for a {key} list", provider="omnidesk")
+    positions = sorted((int(name), entry) for name, entry in payload.items()
+                       if str(name).isdigit())
+    records = [entry.get(key) if isinstance(entry, Mapping) else None for _, entry in positions]
+    items = readable(model, records, provider="Omnidesk", kind=key,
+                     id_fields=(f"{key}_id", "article_id", "channel_id"))
+    total = str(payload.get("total_count", "")).strip()
+    return Listing(items, int(total) if total.isdigit() else None, len(positions))

@@ -110,8 +110,7 @@ class Poller:
                 "sort": "updated_at_desc", "limit": LIST_PAGE, "page": 1})
             floor = epoch(answer.server_time) - 1
             position = PollCursor(watermark=floor, floor=floor)
-            cases, _ = listing(answer.data, "case", Case)
-            for case in cases:
+            for case in listing(answer.data, "case", Case).items:
                 if epoch(case.updated_at) < floor:
                     break
                 newest = await self._newest_message_id(case.case_id)
@@ -142,7 +141,8 @@ class Poller:
             answer = await self._client.get("cases.json", {
                 "from_updated_time": since, "sort": "updated_at_asc",
                 "limit": LIST_PAGE, "page": page})
-            cases, total = listing(answer.data, "case", Case)
+            listed = listing(answer.data, "case", Case)
+            cases = listed.items
             # A case read in the second of its `updated_at` (a second of slack
             # for the `Date` header) may still change within that second.
             settled_before = epoch(answer.server_time) - 1
@@ -157,14 +157,17 @@ class Poller:
                 if len(done) >= self.cases_per_poll:
                     return _Cycle(read, more=True)
                 if not self._has_credit(spent_before):
-                    unlisted = max(0, total - page * LIST_PAGE)
+                    unlisted = max(0, (listed.total or 0) - page * LIST_PAGE)
                     return _Cycle(read, more=True,
                                   waiting=len(cases) - index + unlisted + len(recheck))
                 recheck.pop(case.case_id, None)
                 read.append(await self._read_case(case, seen, position, settled_before))
                 done.add(case.case_id)
-            if len(cases) < LIST_PAGE or page * LIST_PAGE >= total:
+            if listed.last_page(page, LIST_PAGE):
                 break
+            if not cases:  # a full page of unreadable cases: past it
+                page += 1
+                continue
             last = epoch(cases[-1].updated_at)
             # A full page within one second cannot move the keyset: page on.
             since, page = (since, page + 1) if last <= since else (last, 1)
@@ -210,16 +213,18 @@ class Poller:
                     "order": "desc", "limit": MESSAGE_PAGE, "page": page})
             except NotFound:
                 return [], False, newest  # the case was deleted for good meanwhile
-            batch, total = listing(answer.data, "message", Message)
-            for message in batch:
+            batch = listing(answer.data, "message", Message)
+            for message in batch.items:
                 newest = max(newest, message.message_id)
                 old = (after_id is not None and message.message_id <= after_id) or (
                     after_time is not None and epoch(message.created_at) < after_time)
                 if old:
                     return _oldest_first(found), False, newest
                 found[message.message_id] = message
-            if len(batch) < MESSAGE_PAGE or page * MESSAGE_PAGE >= total:
-                return _oldest_first(found), True, newest
+            if batch.last_page(page, MESSAGE_PAGE):
+                # The first message is known only if the oldest could be read.
+                complete = batch.entries == len(batch.items)
+                return _oldest_first(found), complete, newest
             page += 1
 
     async def _newest_message_id(self, case_id: int) -> int:
@@ -228,7 +233,7 @@ class Poller:
                 "order": "desc", "limit": 1, "page": 1})
         except NotFound:
             return 0
-        batch, _ = listing(answer.data, "message", Message)
+        batch = listing(answer.data, "message", Message).items
         return max((message.message_id for message in batch), default=0)
 
     async def _events(self, read: list[_ReadCase], *, floor: int) -> list[ChangeEvent]:

@@ -41,6 +41,7 @@ from bridges.errors import BridgeError, Invalid, NotFound
 from bridges.plusofon.client import PROVIDER, PlusofonClient
 from bridges.plusofon.config import PlusofonSettings
 from bridges.plusofon.mapping import (
+    customer_head,
     files_placeholder,
     local_time,
     requester_id,
@@ -125,7 +126,11 @@ class PlusofonBridge(BridgeBase):
         files = checked_files(ticket.text, ticket.attachments, provider=PROVIDER,
                               needs_bytes=True)
         subject = subject_of(ticket.subject, ticket.text)
-        description = ticket.text if ticket.text.strip() else files_placeholder(files)
+        # Every Telegram customer writes through the one company account: the
+        # ticket says who is asking, so that Plusofon's support can tell.
+        head = customer_head(ticket.customer)
+        body = ticket.text if ticket.text.strip() else files_placeholder(files)
+        description = f"{head}\n\n{body}"
         key = ticket.idempotency_key
         progress = await self._progress(key)
         full: TicketFull | None = None
@@ -138,7 +143,9 @@ class PlusofonBridge(BridgeBase):
             if not full.posts:
                 raise Invalid(f"ticket {full.id} was created without its post", provider=PROVIDER)
             progress = _Progress(full.id, full.posts[0].id)
-            owner = json.dumps({"customer": ticket.customer.customer_ref, "key": key})
+            owner = json.dumps({"customer": ticket.customer.customer_ref, "key": key,
+                                "head": head, "opening": full.posts[0].id},
+                               ensure_ascii=False)
             await self._state.set_many({
                 f"ticket:{full.id}": owner,
                 f"own:{full.posts[0].id}": key or "",

@@ -10,7 +10,14 @@ from __future__ import annotations
 import mimetypes
 from datetime import UTC, datetime, timedelta, timezone
 
-from bridges.base import Attachment, AuthorKind, RemoteMessage, RemoteTicket, TicketStatus
+from bridges.base import (
+    Attachment,
+    AuthorKind,
+    CustomerIdentity,
+    RemoteMessage,
+    RemoteTicket,
+    TicketStatus,
+)
 from bridges.plusofon.models import Post, PostAttachment, TicketFull, TicketSummary
 
 # `date` fields are local times without a zone ("2021-09-23 17:44:27").
@@ -70,18 +77,28 @@ def requester_id(full: TicketFull) -> str | None:
     return full.posts[0].author.id if full.posts else None
 
 
+def customer_head(customer: CustomerIdentity) -> str:
+    """One line naming the Telegram customer: name, @username, Telegram id."""
+    parts = [" ".join(customer.full_name.split()) or "?"]
+    if customer.username:
+        parts.append(f"@{customer.username}")
+    parts.append(f"id {customer.customer_ref}")
+    return "Telegram: " + ", ".join(parts)
+
+
 def message_from_post(
     post: Post,
     ticket_id: str,
     *,
     by_customer: bool,
     origin_key: str | None,
+    text: str | None = None,
 ) -> RemoteMessage:
     return RemoteMessage(
         remote_message_id=post.id,
         remote_ticket_id=ticket_id,
         author_kind=AuthorKind.CUSTOMER if by_customer else AuthorKind.AGENT,
-        text=post.text,
+        text=post.text if text is None else text,
         author_name=post.author.name or None,
         author_remote_id=post.author.id or None,
         attachments=tuple(attachment_of(item) for item in post.attachments),

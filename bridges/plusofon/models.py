@@ -9,9 +9,14 @@ them.
 
 from __future__ import annotations
 
+import logging
 from typing import Annotated, Any
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
+
+from bridges.parsing import readable
+
+log = logging.getLogger("deskbridge.bridges.plusofon")
 
 
 def _as_text(value: object) -> str:
@@ -51,6 +56,7 @@ Flag = Annotated[bool, BeforeValidator(_as_flag)]
 
 class _Payload(BaseModel):
     model_config = ConfigDict(extra="ignore", frozen=True, populate_by_name=True)
+
 
 
 class TicketAttributes(_Payload):
@@ -111,12 +117,19 @@ class PostAttachment(_Payload):
 
 class Post(_Payload):
     id: Text
+    position: int = 0  # among the ticket's posts as sent, unreadable ones included
     date: Text = ""  # "2021-09-23 17:44:27", local time of the server
     text: Text = ""
     author: PostAuthor = Field(default_factory=PostAuthor)
     attachments: Annotated[list[PostAttachment], BeforeValidator(as_list)] = Field(
         default_factory=list
     )
+
+
+def _readable_posts(value: object) -> list[Post]:
+    """The posts that can be read; one that cannot is logged with its id and
+    skipped (posts are known by id, so the others keep their meaning)."""
+    return readable(Post, as_list(value), provider="Plusofon", kind="post", id_fields=("id",))
 
 
 class TicketFull(_Payload):
@@ -127,15 +140,36 @@ class TicketFull(_Payload):
     date: Text = ""
     status: Flag = True  # true: open (active); false: closed
     unread_messages: Flag = False
-    posts: Annotated[list[Post], BeforeValidator(as_list)] = Field(default_factory=list)
+    posts: Annotated[list[Post], BeforeValidator(_readable_posts)] = Field(
+        default_factory=list)
+    # Posts Plusofon sent, readable or not; each post knows its place among them.
+    post_count: int = 0
+
+    @model_validator(mode="before")
+    @classmethod
+    def _places(cls, value: object) -> object:
+        if not isinstance(value, dict):
+            return value
+        items = as_list(value.get("posts"))
+        return {**value, "post_count": len(items), "posts": [
+            {**item, "position": index} if isinstance(item, dict) else item
+            for index, item in enumerate(items)]}
 
 
 def parse_ticket_list(body: object) -> list[TicketSummary]:
-    """`{"ticket": {...}}`, `{"ticket": [...]}`, or an empty document."""
+    """`{"ticket": {...}}`, `{"ticket": [...]}`, or an empty document (`{}`,
+    `[]`, `{"ticket": []}`, `{"ticket": {}}`); a ticket that cannot be read,
+    or has no id, is logged and skipped."""
     if isinstance(body, list):
         items: list[Any] = body
     elif isinstance(body, dict):
         items = as_list(body.get("ticket"))
     else:
         raise ValueError(f"unexpected ticket list: {type(body).__name__}")
-    return [TicketSummary.model_validate(item) for item in items]
+    tickets = readable(TicketSummary, [item for item in items if item != {}],
+                       provider="Plusofon", kind="ticket", id_fields=("@attributes", "displayid"))
+    kept = [ticket for ticket in tickets if ticket.ticket_id]
+    if len(kept) < len(tickets):
+        log.warning("skipping %d Plusofon ticket(s) listed without an id",
+                    len(tickets) - len(kept))
+    return kept

@@ -163,7 +163,8 @@ class Poller:
                 key = own.get(f"own:{post.id}")
                 by_customer = key is not None or post.author.id == customer_author
                 events.append(MessageAdded(message_from_post(
-                    post, tid, by_customer=by_customer, origin_key=key or None)))
+                    post, tid, by_customer=by_customer, origin_key=key or None,
+                    text=_without_head(post, owner))))
             if change is not None and item.status is TicketStatus.CLOSED:
                 events.append(change)  # after the closing answer
         return events
@@ -217,6 +218,17 @@ def _new_posts(full: TicketFull, candidate: _Candidate) -> list[Post]:
         return [post for post in posts if as_int(post.id) > as_int(mark.last_post)]
     # Open before the cursor started: the last post was never read. `replies`
     # counts the posts after the opening one (see the README's assumptions).
-    replies = candidate.summary.replies if candidate.summary else len(posts) - 1
+    replies = candidate.summary.replies if candidate.summary else full.post_count - 1
     grown = replies - mark.replies
-    return list(posts[max(0, len(posts) - grown):]) if grown > 0 else []
+    # The last `grown` posts as Plusofon sent them (a skipped unreadable one counts).
+    return [post for post in posts if post.position >= full.post_count - grown] \
+        if grown > 0 else []
+
+
+def _without_head(post: Post, owner: Owner) -> str | None:
+    """The opening post's text without the line naming the customer (the
+    bot knows who wrote it); None: the text as it is."""
+    if owner.head is None or post.id != owner.opening:
+        return None
+    first, _, rest = post.text.partition("\n")
+    return rest.lstrip("\r\n") if first.strip() == owner.head.strip() else None

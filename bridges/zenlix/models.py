@@ -152,5 +152,10 @@ def first_of(answer: dict[str, Any], field: str) -> dict[str, Any] | None:
 
 
 def list_of(answer: dict[str, Any], field: str) -> list[dict[str, Any]]:
+    """The rows of a list field: none when it is absent, null or empty, and
+    a PHP array that lost its order (an object keyed by position) read in
+    position order."""
     value = answer.get(field)
+    if isinstance(value, dict):
+        value = [value[key] for key in sorted(value, key=lambda k: (len(str(k)), str(k)))]
     return [item for item in value if isinstance(item, dict)] if isinstance(value, list) else []

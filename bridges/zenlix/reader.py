@@ -15,6 +15,7 @@ from pydantic import BaseModel, ValidationError
 
 from bridges.base import RemoteTicket
 from bridges.errors import NotFound, Unavailable
+from bridges.parsing import readable
 from bridges.zenlix.client import ZenlixClient
 from bridges.zenlix.clock import Clock
 from bridges.zenlix.config import HASH_PATTERN, ZenlixSettings
@@ -203,10 +204,7 @@ def parse(model: type[P], data: dict[str, Any]) -> P:
 
 
 def parse_rows(model: type[P], rows: list[dict[str, Any]]) -> list[P]:
-    parsed = []
-    for row in rows:
-        try:
-            parsed.append(model.model_validate(row))
-        except ValidationError:
-            log.warning("skipping a Zenlix %s of an unexpected shape", model.__name__)
-    return parsed
+    """The rows that can be read; one that cannot is logged with its id and
+    skipped, never the whole answer (comments never are: see models.py)."""
+    return readable(model, rows, provider="Zenlix", kind=model.__name__,
+                    id_fields=("ticket_hash", "id_ticket", "id"))

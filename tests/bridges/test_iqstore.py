@@ -29,7 +29,7 @@ from bridges.errors import (
     Unavailable,
 )
 from bridges.iqstore import IqstoreBridge
-from bridges.iqstore.client import IqstoreClient
+from bridges.iqstore.client import IqstoreClient, chat_page
 from bridges.iqstore.config import IqstoreSettings
 from bridges.iqstore.mapping import LOCAL_ID_FLOOR, local_id_for
 from bridges.registry import BridgeDeps, create_bridge
@@ -262,6 +262,47 @@ async def test_new_messages_are_read_back_to_the_last_seen(iqstore: FakeIqstore,
                if isinstance(e, MessageAdded))
     assert changes.cursor is not None
     assert list((await bridge.fetch_changes(changes.cursor)).events) == []
+
+
+async def test_one_unreadable_message_stops_nothing_else(
+    iqstore: FakeIqstore, bridge: IqstoreBridge, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Issue 13: logged with its id and skipped; the page is still full, so
+    paging back goes on past it."""
+    conversation = await open_conversation(bridge)
+    client_id = int(conversation.split(":")[0])
+    cursor = await start(bridge)
+    ids = [iqstore.agent_replies(client_id, f"part {number}") for number in range(60)]
+    iqstore.unreadable.add(ids[30])
+
+    changes = await bridge.fetch_changes(cursor)
+
+    assert messages(changes.events) == [("agent", f"part {n}", None) for n in range(60)
+                                        if n != 30]
+    assert f"unreadable iqstore message (id {ids[30]}" in caplog.text
+
+
+PAGES: list[tuple[str, dict[str, Any], list[int], int]] = [
+    ("the seed's shape", {"OK": True, "Result": [{"Id": 2, "CreatedAt": 5}, {"Id": 1}],
+                          "Rels": {"Clients": [{"Id": 11, "Name": "Anna"}]}}, [1, 2], 2),
+    ("Result null", {"OK": True, "Result": None}, [], 0),
+    ("Result absent", {"OK": True}, [], 0),
+    ("Result empty, Rels null", {"OK": True, "Result": [], "Rels": None}, [], 0),
+    ("one unreadable message", {"OK": True, "Result": [{"Id": 1}, {"Id": 2, "CreatedAt": "x"},
+                                                       "oops", {"Id": 3}]}, [1, 3], 4),
+    ("one unreadable related file", {"OK": True, "Result": [{"Id": 1, "FileId": "f"}],
+                                     "Rels": {"Files": [{"Id": None}, {"Id": "f"}]}}, [1], 1),
+]
+
+
+@pytest.mark.parametrize(("body", "ids", "entries"), [case[1:] for case in PAGES],
+                         ids=[case[0] for case in PAGES])
+def test_chat_pages(body: dict[str, Any], ids: list[int], entries: int) -> None:
+    page = chat_page(body, "chats/channel/messages/support")
+    assert [message.id for message in page.messages] == ids
+    assert page.entries == entries
+    if body.get("Rels") and body["Rels"].get("Files"):
+        assert [file.id for file in page.rels.files] == ["f"]
 
 
 async def test_quiet_chats_are_read_less_often(iqstore: FakeIqstore, bridge: IqstoreBridge,

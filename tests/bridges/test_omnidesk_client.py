@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -22,7 +23,7 @@ from bridges.errors import (
 from bridges.omnidesk.budget import ApiBudget, PollPacer
 from bridges.omnidesk.client import OmnideskClient
 from bridges.omnidesk.config import OmnideskSettings
-from bridges.omnidesk.models import Case, listing, parse_rfc2822
+from bridges.omnidesk.models import Case, Message, listing, one, parse_rfc2822
 from tests.bridges.harness_omnidesk import omnidesk_bridge
 
 SECRET = "od-super-secret-key-42"
@@ -152,23 +153,91 @@ async def test_timeouts_and_server_errors_are_unavailable(tmp_path: Path) -> Non
 # -- payloads --------------------------------------------------------------------
 
 
-def test_lists_are_objects_keyed_by_position() -> None:
-    date = "Mon, 05 May 2014 00:15:17 +0300"
-    payload = {
-        "1": {"case": {"case_id": 2, "created_at": date, "updated_at": date}},
-        "0": {"case": {"case_id": 1, "created_at": date, "updated_at": 1399238117,
-                       "staff_id": None}},
-        "total_count": "17",
-    }
-    cases, total = listing(payload, "case", Case)
-    assert [case.case_id for case in cases] == [1, 2]
-    assert total == 17
-    assert cases[0].staff_id == 0
-    assert cases[0].updated_at == cases[1].created_at
-    assert parse_rfc2822(date).utcoffset() is not None
-    assert listing([], "case", Case) == ([], 0)
-    with pytest.raises(Unavailable):
-        listing({"0": {"case": {"case_id": "x"}}}, "case", Case)
+DATE = "Mon, 05 May 2014 00:15:17 +0300"
+CASE = {"case_id": 1, "case_number": "664-245651", "subject": "Printer", "user_id": 7,
+        "staff_id": 0, "group_id": 0, "status": "open", "priority": "normal",
+        "channel": "telegram", "deleted": False, "spam": False, "created_at": DATE,
+        "updated_at": DATE}
+MESSAGE = {"message_id": 9, "user_id": 7, "staff_id": 0, "content": "Hello",
+           "content_html": "<p>Hello</p>", "attachments": [], "note": False,
+           "sent_via_rule": False, "created_at": DATE}
+
+
+def cases(*records: dict[str, Any], **extra: Any) -> dict[str, Any]:
+    return {**{str(n): {"case": r} for n, r in enumerate(records)}, **extra}
+
+
+# Lists and records as the document shows them, and as third-party clients of
+# the real API met them (issue 13).
+LISTS: list[tuple[str, Any, list[int], int | None, int]] = [
+    ("the document's shape", cases(CASE, {**CASE, "case_id": 2}, total_count="17"), [1, 2],
+     17, 2),
+    ("positions out of order", {"1": {"case": {**CASE, "case_id": 2}}, "0": {"case": CASE},
+                                "total_count": 2}, [1, 2], 2, 2),
+    ("empty: {'case': []} without total_count", {"case": []}, [], None, 0),
+    ("empty: []", [], [], 0, 0),
+    ("empty: {}", {}, [], None, 0),
+    ("empty: no body", None, [], 0, 0),
+    ("empty: total_count only", {"total_count": 0}, [], 0, 0),
+    ("no total_count", cases(CASE), [1], None, 1),
+    ("extra case fields", cases({**CASE, "closed_at": DATE, "last_response_at": DATE,
+                                 "parent_case_id": 0, "recipient_cc": ["a@b.c"],
+                                 "closing_speed": "-"}), [1], None, 1),
+    ("closing_speed in minutes, nulls for ids", cases({**CASE, "closing_speed": 17,
+                                                       "staff_id": None, "group_id": ""}),
+     [1], None, 1),
+    ("one unreadable case among readable ones",
+     cases(CASE, {**CASE, "case_id": 2, "created_at": "the day before yesterday"},
+           {**CASE, "case_id": 3}, total_count=3), [1, 3], 3, 3),
+    ("a case without its id", cases({**CASE, "case_id": None}, {**CASE, "case_id": 2}),
+     [2], None, 2),
+    ("an entry that is not a case", {"0": "oops", "1": {"case": CASE}}, [1], None, 2),
+]
+
+
+@pytest.mark.parametrize(("payload", "ids", "total", "entries"),
+                         [case[1:] for case in LISTS], ids=[case[0] for case in LISTS])
+def test_case_lists(payload: Any, ids: list[int], total: int | None, entries: int,
+                    caplog: pytest.LogCaptureFixture) -> None:
+    page = listing(payload, "case", Case)
+    assert [case.case_id for case in page.items] == ids
+    assert (page.total, page.entries) == (total, entries)
+    if len(ids) < entries:  # what was skipped is logged with its id
+        assert "unreadable Omnidesk case" in caplog.text
+
+
+MESSAGES: list[tuple[str, dict[str, Any], int, str | None]] = [
+    ("the document's shape", MESSAGE, 9, "<p>Hello</p>"),
+    ("without content_html", {k: v for k, v in MESSAGE.items() if k != "content_html"}, 9, ""),
+    ("sent_at: a delayed message", {**MESSAGE, "sent_at": DATE}, 9, "<p>Hello</p>"),
+    ("sent_at and no created_at", {**MESSAGE, "created_at": None, "sent_at": DATE}, 9,
+     "<p>Hello</p>"),
+    ("sent_at unreadable", {**MESSAGE, "sent_at": "-"}, 9, "<p>Hello</p>"),
+    ("attachments null", {**MESSAGE, "attachments": None}, 9, "<p>Hello</p>"),
+    ("attachments keyed by position", {**MESSAGE, "attachments": {
+        "0": {"file_id": 1, "file_name": "a.pdf", "file_size": "12", "mime_type": None,
+              "url": "https://x/a.pdf"}}}, 9, "<p>Hello</p>"),
+    ("unreadable: no date at all", {**MESSAGE, "created_at": None}, 0, None),
+]
+
+
+@pytest.mark.parametrize(("record", "message_id", "html"),
+                         [case[1:] for case in MESSAGES], ids=[case[0] for case in MESSAGES])
+def test_messages(record: dict[str, Any], message_id: int, html: str | None) -> None:
+    page = listing({"0": {"message": record}, "1": {"message": {**MESSAGE, "message_id": 10}}},
+                   "message", Message)
+    assert [m.message_id for m in page.items] == ([message_id, 10] if message_id else [10])
+    if message_id:
+        assert page.items[0].content_html == html
+        assert page.items[0].created_at == parse_rfc2822(DATE)
+    assert page.entries == 2
+
+
+def test_a_single_object_must_be_readable() -> None:
+    assert one({"case": CASE}, "case", Case).case_id == 1
+    for broken in ({"case": {**CASE, "case_id": "x"}}, {"case": []}, None):
+        with pytest.raises(Unavailable):
+            one(broken, "case", Case)
 
 
 # -- pacing policy ---------------------------------------------------------------------

@@ -393,3 +393,44 @@ async def test_a_rate_limited_poll_waits_before_asking_again(
         assert first.value.retry_after is not None
     clock.advance(3600)
     assert (await bridge.fetch_changes(cursor)).cursor is not None
+
+
+# -- real-world answers ---------------------------------------------------------------
+
+
+async def test_one_unreadable_case_or_message_stops_nothing_else(
+    desk: FakeOmnidesk, bridge: OmnideskBridge, clock: FakeClock,
+    caplog: pytest.LogCaptureFixture
+) -> None:
+    """Issue 13: a record the bridge cannot read is logged with its id and
+    skipped; the rest of the page is delivered."""
+    first, second, third = [await open_case(bridge, f"case {n}") for n in range(3)]
+    cursor = await start(bridge)
+    clock.advance(10)
+    for case_id in (first, second, third):
+        desk.staff_replies(case_id, f"answer to {case_id}")
+    broken = desk.staff_replies(first, "a second answer, unreadable")
+    desk.staff_replies(first, "a third answer")
+    desk.make_unreadable(case_id=second, message_id=broken["message_id"])
+
+    events, cursor = await drain(bridge, cursor)
+
+    assert sorted(texts(events)) == sorted(
+        [f"answer to {first}", "a third answer", f"answer to {third}"])
+    assert f"unreadable Omnidesk case (id {second}" in caplog.text
+    assert f"unreadable Omnidesk message (id {broken['message_id']}" in caplog.text
+    events, cursor = await drain(bridge, cursor)
+    assert events == []  # the poll goes on from there
+
+
+async def test_an_empty_page_in_the_real_world_shape_is_empty(
+    desk: FakeOmnidesk, bridge: OmnideskBridge, clock: FakeClock
+) -> None:
+    cursor = await start(bridge)  # no case at all: `{"case": []}`
+    clock.advance(10)
+    events, cursor = await drain(bridge, cursor)
+    assert events == []
+    async with httpx.AsyncClient() as http:
+        raw = await http.get(f"{desk.base_url}/api/cases.json",
+                             auth=(desk.staff_email, desk.api_key))
+    assert raw.json() == {"case": []}

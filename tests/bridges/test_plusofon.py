@@ -31,7 +31,7 @@ from bridges.errors import (
 )
 from bridges.plusofon import PlusofonBridge
 from bridges.plusofon.config import PlusofonSettings
-from bridges.plusofon.models import parse_ticket_list
+from bridges.plusofon.models import TicketFull, parse_ticket_list
 from bridges.registry import BridgeDeps, create_bridge
 from tests.bridges.contract import LOCAL_AGENT, HarnessOptions
 from tests.bridges.harness_plusofon import bridge_state_database
@@ -47,12 +47,35 @@ CUSTOMER = CustomerIdentity(customer_ref="tg:1001", full_name="Anna Customer")
         ({"ticket": []}, []),
         ({"ticket": {"@attributes": {"id": "7"}, "subject": {}, "ownerstaffname": []}}, ["7"]),
         ({"ticket": [{"@attributes": {"id": "7"}}, {"displayid": "8"}]}, ["7", "8"]),
+        # Empty in the other shapes an XML document turned into JSON takes.
+        ({"ticket": {}}, []),
+        ({"ticket": ""}, []),
+        ({"ticket": [{}]}, []),
+        # One that cannot be read, or names no ticket, is skipped (and logged).
+        ({"ticket": [{"@attributes": {"id": "7"}}, {"@attributes": {"id": "8"},
+                                                     "subject": {"b": "1"}},
+                     {"displayid": "9"}]}, ["7", "9"]),
+        ({"ticket": [{"subject": ""}, {"displayid": "9"}]}, ["9"]),
+        ({"ticket": ["not a ticket", {"displayid": "9"}]}, ["9"]),
     ],
 )
 def test_the_list_is_one_object_or_many(body: Any, ids: list[str]) -> None:
     tickets = parse_ticket_list(body)
     assert [ticket.ticket_id for ticket in tickets] == ids
     assert all(ticket.subject == "" and ticket.lastactivity == 0 for ticket in tickets)
+
+
+def test_one_unreadable_post_leaves_the_others(caplog: pytest.LogCaptureFixture) -> None:
+    full = TicketFull.model_validate({"id": "5", "posts": [
+        {"id": "1", "text": "hello", "author": {"id": "9", "name": "me"}},
+        {"id": "2", "text": "odd", "author": "?"},
+        {"text": "no id"},
+        {"id": "3", "text": "bye", "attachments": "scan.pdf"}]})
+    assert [post.id for post in full.posts] == ["1", "3"]
+    assert "unreadable Plusofon post (id 2" in caplog.text
+    assert TicketFull.model_validate({"id": "5", "posts": {}}).posts == []
+    single = TicketFull.model_validate({"id": "5", "posts": {"id": "1", "text": "x"}})
+    assert [post.id for post in single.posts] == ["1"]
 
 
 def test_settings_need_credentials_and_never_echo_secrets() -> None:
@@ -193,6 +216,44 @@ async def test_only_changed_tickets_are_read(plusofon: FakePlusofon,
     quiet = await bridge.fetch_changes(changes.cursor)
     assert (list(quiet.events), plusofon.count("GET", "api/v1/ticket/")) == ([], reads + 1)
     del first, third
+
+
+async def test_a_poll_over_an_unreadable_post_delivers_the_others(
+    plusofon: FakePlusofon, bridge: PlusofonBridge, caplog: pytest.LogCaptureFixture
+) -> None:
+    ticket = await open_ticket(bridge, "SIP is down")
+    cursor = await start(bridge)
+    plusofon.support_answers(ticket, "Looking into it")
+    plusofon.make_unreadable(plusofon.support_answers(ticket, "garbled"))
+    plusofon.support_answers(ticket, "Fixed")
+
+    changes = await bridge.fetch_changes(cursor)
+
+    assert described(changes.events) == [("agent", ticket, "Looking into it"),
+                                         ("agent", ticket, "Fixed")]
+    assert "unreadable Plusofon post" in caplog.text
+
+
+async def test_the_ticket_says_which_telegram_customer_asks(
+    plusofon: FakePlusofon, bridge: PlusofonBridge
+) -> None:
+    """Issue 13: every customer writes through the one company account, so
+    the ticket names them for Plusofon's support; the bot reads the opening
+    back without that line."""
+    ivan = CustomerIdentity(customer_ref="424242", full_name="Ivan  Petrov", username="ivanp")
+    cursor = await start(bridge)
+    ticket = await bridge.create_ticket(NewTicket(ivan, "SIP", "SIP is down",
+                                                  idempotency_key="create:7"))
+    anonymous = await open_ticket(bridge, "no username")
+
+    stored = plusofon.tickets[int(ticket.remote_ticket_id)].posts[0].text
+    assert stored == "Telegram: Ivan Petrov, @ivanp, id 424242\n\nSIP is down"
+    assert plusofon.tickets[int(anonymous)].posts[0].text.startswith(
+        "Telegram: Anna Customer, id tg:1001\n\n")
+    changes = await bridge.fetch_changes(cursor)
+    opening = [e.message for e in changes.events if isinstance(e, MessageAdded)
+               and e.message.remote_ticket_id == ticket.remote_ticket_id]
+    assert [(m.text, m.origin_key) for m in opening] == [("SIP is down", "create:7")]
 
 
 async def test_own_posts_carry_their_keys(plusofon: FakePlusofon,

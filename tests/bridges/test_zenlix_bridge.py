@@ -700,3 +700,26 @@ async def test_hanging_server_is_unavailable(tmp_path: Path) -> None:
         with pytest.raises(Unavailable, match="no answer in time"):
             await zx.bridge.list_departments()
         assert [d.title for d in await zx.bridge.list_departments()] == ["Support", "Billing"]
+
+
+async def test_a_ticket_listed_unreadably_stops_no_other_and_is_read_on_its_own(
+    zx: ZenlixHelpers, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Issue 13: one row of `ticket_list` the bridge cannot read is logged and
+    skipped; the others are polled as usual, and that ticket is read with
+    `ticket_view` instead."""
+    bridge, fake, world = zx.bridge, zx.fake, zx.world
+    tickets = [await create(bridge, text=f"ticket {n}") for n in range(3)]
+    cursor = await start(bridge)
+    fake.unreadable.add(tickets[1])
+    for ticket in tickets:
+        fake.comment_as(world.olga, ticket, f"answer on {ticket}")
+
+    events: list[ChangeEvent] = []
+    for _ in range(bridge.settings.idle_max_cycles + 1):
+        more, cursor = await poll(bridge, cursor)
+        events.extend(more)
+
+    assert sorted(m.text for m in messages(events)) == sorted(
+        f"answer on {ticket}" for ticket in tickets)
+    assert f"unreadable Zenlix ListedTicket (id {tickets[1]}" in caplog.text

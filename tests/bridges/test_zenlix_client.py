@@ -21,6 +21,8 @@ from bridges.errors import (
 )
 from bridges.zenlix.client import ListUnreadable, ZenlixClient, interpret
 from bridges.zenlix.config import ZenlixSettings
+from bridges.zenlix.models import Comment, ListedTicket, list_of
+from bridges.zenlix.reader import parse_rows
 from tests.bridges.harness_zenlix import SERVICE_LOGIN, SERVICE_PASSWORD, populate
 
 URL = "http://zenlix.test/api.php"
@@ -164,3 +166,48 @@ def test_bad_settings_name_the_variables_not_the_values(env: dict[str, str],
     for name in names:
         assert name in str(raised.value)
     assert "hunter2-secret" not in str(raised.value)
+
+
+# -- parsing ---------------------------------------------------------------------------
+
+ROW = {"status": "free", "id_ticket": 17, "prio": 1, "client_hash": "c" * 32, "subj": "",
+       "ticket_hash": "a" * 32, "text": "help", "date_created": "2026-01-02 03:04:05",
+       "to_user_hash": None, "user_init_hash": "u" * 32, "to_unit_id": 1}
+LISTS: list[tuple[str, dict[str, object], list[int]]] = [
+    ("the seed's shape", {"tickets": [ROW, {**ROW, "id_ticket": 18, "ticket_hash": "b" * 32}]},
+     [17, 18]),
+    ("empty list", {"tickets": []}, []),
+    ("null", {"tickets": None}, []),
+    ("absent", {}, []),
+    ("empty object", {"tickets": {}}, []),
+    ("an object keyed by position", {"tickets": {"1": {**ROW, "id_ticket": 18},
+                                                 "0": ROW}}, [17, 18]),
+    ("numbers as strings, nobody as '0' or ''",
+     {"tickets": [{**ROW, "id_ticket": "17", "prio": "2", "to_unit_id": "1",
+                   "to_user_hash": "0", "client_hash": ""}]}, [17]),
+    ("2.95's extra fields", {"tickets": [{**ROW, "status": "lock_by_other",
+                                          "lock_by_other_fio": "Ivanova M.P.",
+                                          "ok_by_fio": "0", "access_priv": ["unlock"],
+                                          "user_init_fio": "Anna", "to_user_fio": ""}]}, [17]),
+    ("one unreadable row among readable ones",
+     {"tickets": [ROW, {**ROW, "id_ticket": "#", "ticket_hash": "b" * 32},
+                  {**ROW, "id_ticket": 19, "ticket_hash": "c" * 32}, "not a row"]}, [17, 19]),
+]
+
+
+@pytest.mark.parametrize(("answer", "ids"), [case[1:] for case in LISTS],
+                         ids=[case[0] for case in LISTS])
+def test_ticket_lists(answer: dict[str, object], ids: list[int],
+                      caplog: pytest.LogCaptureFixture) -> None:
+    rows = parse_rows(ListedTicket, list_of(answer, "tickets"))
+    assert [row.id_ticket for row in rows] == ids
+    if "unreadable" in caplog.text:
+        assert "(id " + "b" * 32 in caplog.text  # named by its hash, never dropped unsaid
+
+
+def test_comment_rows_always_parse() -> None:
+    """Comments have no id: they are known by position, so none may be dropped."""
+    rows = [{"author": None, "dt": None, "text": None}, {"author": 0, "text": 5},
+            {"author": "A" * 32, "dt": "2026-01-02 03:04:05", "text": "hi", "usr_fio": None,
+             "usr_img": "", "ticket_code": 17}]
+    assert len(parse_rows(Comment, rows)) == 3
