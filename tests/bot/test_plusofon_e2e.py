@@ -84,7 +84,9 @@ async def test_customer_talks_to_plusofon_support(tg: FakeTelegramServer, app: A
     # The customer's request becomes a ticket of the account.
     topic, card = await open_ticket(tg, IVAN, "Не работает SIP\nС утра нет регистрации")
     ticket = await ticket_at_plusofon(plusofon, "Не работает SIP")
-    assert ticket.post_texts() == ["Не работает SIP\nС утра нет регистрации"]
+    # The company account speaks for every customer: the ticket says who asks.
+    assert ticket.post_texts() == [
+        f"Telegram: Ivan, @ivan, id {IVAN}\n\nНе работает SIP\nС утра нет регистрации"]
     assert f"#{ticket.id}" in card["text"]
     assert card["reply_markup"] is None  # nothing an agent could do at Plusofon
     await tg.wait_for(lambda s: find(s.sent_to(IVAN), f"#{ticket.id}"))
