@@ -10,7 +10,13 @@ what to do from the class alone:
   `setting`; the work must wait, never be dropped.
 - `Invalid` (with `NotFound`, `Forbidden`): this one request can never
   succeed.
-- everything else (`Unavailable`, `AuthFailed`): retry with backoff.
+- everything else (`Unavailable`, and a plain `AuthFailed`: one session or
+  key refused where the bridge recovers by itself, e.g. one customer's
+  iqstore session): retry with backoff.
+
+`held` on the class says which errors hold all of the provider's work: only
+`CredentialsRefused` (a subclass of `AuthFailed`, so an outbox that holds
+every `AuthFailed` holds it too).
 """
 
 from __future__ import annotations
@@ -33,7 +39,8 @@ class BridgeError(Exception):
 class AuthFailed(BridgeError):
     """A session or key was refused where the bridge can recover by itself
     (signing in again, a linked agent's key falling back to the service
-    account, one customer's session renewed). Retried with backoff."""
+    account, one customer's session renewed): not a reason to hold the
+    provider's other work."""
 
     retryable = True
 

@@ -348,12 +348,13 @@ def test_retry_after_as_a_date() -> None:
     assert retry_after(httpx.Headers({"Retry-After": past})) == 0.0
 
 
-def test_held_is_retried_by_an_outbox_that_does_not_know_it_yet() -> None:
-    """Until the outbox holds work, a held error must look like a retry, never
-    like an invalid one (that would drop the work)."""
+def test_held_is_never_taken_for_invalid() -> None:
+    """A held error is an `AuthFailed` (the outbox holds those) and never an
+    invalid one (that would drop the work); a plain `AuthFailed` is not held."""
     held = CredentialsRefused("no", setting="X_KEY", provider="x")
     assert held.held and held.retryable and isinstance(held, AuthFailed)
     assert not isinstance(held, Invalid | NotFound)
+    assert not AuthFailed("one session", provider="x").held
 
 
 @pytest.mark.parametrize("table", [omnidesk.TABLE, zenlix.TABLE, plusofon.TABLE, iqstore.TABLE],
