@@ -25,14 +25,19 @@ of tests runs against both.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
 
+from redis.exceptions import RedisError
+
 if TYPE_CHECKING:
     from redis.asyncio import Redis
+
+log = logging.getLogger("deskbridge.telegram")
 
 GROUP_WINDOW_SECONDS = 60.0
 
@@ -232,6 +237,11 @@ class RedisBudget:
 
     def __init__(self, redis: Redis, prefix: str, limits: Limits | None = None) -> None:
         self.limits = limits or Limits()
+        # While Redis cannot be reached this process keeps its own budget (at
+        # worst several processes overshoot for a while, which 429s correct):
+        # sending goes on instead of failing with Redis.
+        self._fallback = LocalBudget(self.limits)
+        self._redis_down = False
         self._redis = redis
         self._prefix = prefix
         self._take = redis.register_script(_TAKE)
@@ -250,6 +260,22 @@ class RedisBudget:
                 f"{p}chat:{chat}:seq"]
 
     async def _call(self, chat_id: int | None, book: bool) -> float:
+        try:
+            wait = await self._shared(chat_id, book)
+        except (RedisError, OSError) as exc:
+            if not self._redis_down:
+                log.error("Redis is unreachable (%s): Telegram pacing is per process until "
+                          "it is back", exc)
+                self._redis_down = True
+            if book:
+                return await self._fallback.take(chat_id)
+            return await self._fallback.peek(chat_id) if chat_id is not None else 0.0
+        if self._redis_down:
+            log.warning("Redis is back: Telegram pacing is shared again")
+            self._redis_down = False
+        return wait
+
+    async def _shared(self, chat_id: int | None, book: bool) -> float:
         limits = self.limits
         kind = 0 if chat_id is None else 2 if is_group(chat_id) else 1
         micros = await self._take(keys=self._keys(chat_id), args=[
@@ -270,8 +296,12 @@ class RedisBudget:
         return await self._call(chat_id, False)
 
     async def pause(self, chat_id: int | None, seconds: float) -> None:
+        await self._fallback.pause(chat_id, seconds)
         key = self._keys(chat_id)[3] if chat_id is not None else self._keys(None)[1]
-        await self._pause(keys=[key], args=[repr(max(0.0, seconds))])
+        try:
+            await self._pause(keys=[key], args=[repr(max(0.0, seconds))])
+        except (RedisError, OSError) as exc:
+            log.warning("could not share a 429 pause through Redis: %s", exc)
 
     async def aclose(self) -> None:
         await self._redis.aclose()

@@ -179,3 +179,16 @@ async def test_redis_pause_is_shared(redis_url: str | None) -> None:
     finally:
         await one.aclose()
         await two.aclose()
+
+
+async def test_without_redis_a_process_keeps_its_own_budget() -> None:
+    """Redis unreachable (nothing listens on that port): sending goes on with
+    the process's own budget instead of failing."""
+    budget = RedisBudget.from_url("redis://127.0.0.1:9/0", bot_id=126, limits=SHRUNK)
+    try:
+        assert await budget.take(GROUP) == 0
+        assert await budget.take(GROUP) > 0  # the local budget's spacing holds
+        await budget.pause(42, 1.0)
+        assert await budget.take(42) > 0.5
+    finally:
+        await budget.aclose()
