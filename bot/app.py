@@ -57,7 +57,7 @@ from bot.telegram.session import PacedRequests, TelegramSession
 from bot.telegram.updates import UpdateLoop
 from bot.web import Metrics, start_http
 from bridges.base import HelpdeskBridge
-from bridges.errors import AuthFailed, RateLimited
+from bridges.errors import BridgeError, RateLimited
 from bridges.registry import BridgeDeps, create_bridge
 
 log = logging.getLogger("deskbridge")
@@ -100,16 +100,16 @@ class App:
         for _ in range(MAX_POLL_ROUNDS):
             try:
                 report = await self.sync.poll_once()
-            except AuthFailed as exc:
-                await self.hold.start(exc)
-                return
             except RateLimited as exc:
                 # The bridge paces itself against the provider's budget: a skipped
                 # cycle is the plan working, not a failure.
                 log.debug("polling %s deferred by its budget: %s", self.settings.provider, exc)
                 return
             except Exception as exc:
-                log.warning("polling %s failed: %s", self.settings.provider, exc)
+                if isinstance(exc, BridgeError) and exc.held:
+                    await self.hold.start(exc)  # refused credentials (bot.outbox.hold)
+                else:
+                    log.warning("polling %s failed: %s", self.settings.provider, exc)
                 return
             if await self.hold.end():
                 await self.outbox.store.release_held()

@@ -5,11 +5,13 @@
 | `Deferred` / `NotReady` / `SendLater` (budget)    | wait `delay`, no attempt spent |
 | Telegram 429 (`TelegramRetryAfter`)               | wait `retry_after`, no attempt |
 | provider rate limit (`RateLimited`)               | wait `retry_after` (60 s)      |
-| provider refused our credentials (`AuthFailed`)   | hold: retry every minute,      |
-|                                                   | never a dead letter            |
+| provider refused our credentials or permissions   | hold (bot.outbox.hold): one    |
+| (`CredentialsRefused`, any error with `held`)     | probe a minute, never a dead   |
+|                                                   | letter, no attempt spent       |
 | `Dead`, provider `NotFound` / `Invalid`           | dead letter now                |
 | anything else (5xx, timeouts, network, bad        | retry with backoff; a dead     |
-| request, the database away)                       | letter after the last attempt  |
+| request, a session the bridge renews (a plain     | letter after the last attempt  |
+| `AuthFailed`), the database away)                 |                                |
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from dataclasses import dataclass
 from aiogram.exceptions import TelegramRetryAfter
 
 from bot.telegram.pacer import SendLater
-from bridges.errors import AuthFailed, Invalid, NotFound, RateLimited
+from bridges.errors import Invalid, NotFound, RateLimited
 
 MAX_BACKOFF_SECONDS = 300.0
 HOLD_RETRY_SECONDS = 60.0
@@ -73,7 +75,7 @@ def decide(exc: BaseException, attempts: int, max_attempts: int) -> Decision:
         return Decision(Action.WAIT, float(exc.retry_after))
     if isinstance(exc, RateLimited):
         return Decision(Action.WAIT, exc.retry_after or 60.0)
-    if isinstance(exc, AuthFailed):
+    if getattr(exc, "held", False):
         return Decision(Action.HOLD, HOLD_RETRY_SECONDS)
     if isinstance(exc, Dead | NotFound | Invalid):
         return Decision(Action.BURY)

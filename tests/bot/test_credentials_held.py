@@ -55,17 +55,26 @@ async def _count(app: App, *where: object) -> int:
                                     .where(*where)) or 0
 
 
-async def test_revoked_key_holds_everything_until_it_is_right_again(
+@pytest.mark.parametrize(("refused", "setting"), [("key", "OMNIDESK_API_KEY"),
+                                                  ("email", "OMNIDESK_STAFF_EMAIL")])
+async def test_refused_credentials_hold_everything_until_they_are_right_again(
         tg: FakeTelegramServer, migrated_url: str, redis_url: str | None,
-        desk: FakeOmnidesk) -> None:
+        desk: FakeOmnidesk, refused: str, setting: str) -> None:
+    """A rotated API key (401), or the API's staff member switched off (a
+    wrong staff e-mail: 403)."""
     async with omnidesk_bot(tg, migrated_url, redis_url, desk) as app:
         tg.user_sends_text(IVAN, IVAN, "Printer on fire")
         await eventually(lambda: _as(len(desk.store.cases) == 1))
-        right_key, desk.api_key = desk.api_key, "rotated-by-someone"
+        right_key = desk.api_key
+        staff = desk.store.staff[desk.api_staff_id]
+        if refused == "key":
+            desk.api_key = "rotated-by-someone"
+        else:
+            staff["active"] = False
         for n in range(SENT):
             tg.user_sends_text(IVAN, IVAN, f"update {n}")
             await asyncio.sleep(0.3)
-        notice = await tg.wait_for(lambda s: find(s.sent_to(AGENT_CHAT), "OMNIDESK_API_KEY"))
+        notice = await tg.wait_for(lambda s: find(s.sent_to(AGENT_CHAT), setting))
         assert notice["thread_id"] is None  # the general topic
         await asyncio.sleep(4)  # far past two attempts with backoff
         assert await _count(app, OutboxItem.status == "dead") == 0
@@ -76,7 +85,7 @@ async def test_revoked_key_holds_everything_until_it_is_right_again(
         assert 'deskbridge_provider_held{provider="omnidesk"} 1.0' in metrics
         assert desk.rejected_auth <= 20  # probes, not a storm
 
-        desk.api_key = right_key
+        desk.api_key, staff["active"] = right_key, True
         await tg.wait_for(lambda s: find(s.sent_to(AGENT_CHAT), "accepts"), timeout=15)
 
         def posted() -> list[str]:
@@ -88,9 +97,9 @@ async def test_revoked_key_holds_everything_until_it_is_right_again(
                                  timeout=15)
         assert texts == [f"update {n}" for n in range(SENT)]  # once each, in order
         assert await _count(app, OutboxItem.status == "dead") == 0
-        notices = [r for r in tg.sent_to(AGENT_CHAT) if "OMNIDESK_API_KEY" in (r["text"] or "")]
+        notices = [r for r in tg.sent_to(AGENT_CHAT) if setting in (r["text"] or "")]
         assert len(notices) == 1
-        print(f"\ncredentials revoked: sent={SENT} held=all delivered={len(texts)} lost=0 "
+        print(f"\ncredentials refused ({refused}): sent={SENT} held=all delivered={len(texts)} lost=0 "
               f"duplicated=0 refused calls={desk.rejected_auth}")
 
 
