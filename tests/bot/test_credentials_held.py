@@ -99,8 +99,8 @@ async def test_refused_credentials_hold_everything_until_they_are_right_again(
         assert await _count(app, OutboxItem.status == "dead") == 0
         notices = [r for r in tg.sent_to(AGENT_CHAT) if setting in (r["text"] or "")]
         assert len(notices) == 1
-        print(f"\ncredentials refused ({refused}): sent={SENT} held=all delivered={len(texts)} lost=0 "
-              f"duplicated=0 refused calls={desk.rejected_auth}")
+        print(f"\ncredentials refused ({refused}): sent={SENT} held=all "
+              f"delivered={len(texts)} lost=0 duplicated=0 refused calls={desk.rejected_auth}")
 
 
 async def _as(value: object) -> object:
