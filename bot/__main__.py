@@ -15,7 +15,6 @@ from importlib import metadata
 from bot.config import DatabaseSettings, Settings, environment
 from bot.db.session import create_engine, create_sessionmaker
 from bot.logs import setup_logging
-from bot.outbox.dead_letters import outbox_command
 from bot.problems import OperatorError, report
 from bot.sandbox import cli as demo_cli  # argparse only: the sandbox loads when used
 from bot.startup import (
@@ -189,6 +188,8 @@ async def _erase(url: str, tg_user_id: int, provider: str) -> int:
 
 
 async def _outbox(url: str, command: str, ids: list[int]) -> int:
+    from bot.outbox.dead_letters import outbox_command  # the outbox loads aiogram's errors
+
     await ensure_migrated(url)
     return await outbox_command(url, command, ids)
 
