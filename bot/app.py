@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from signal import SIGINT, SIGTERM
+from typing import Any
 
 import httpx
 from aiogram import Bot, Dispatcher
@@ -63,6 +64,7 @@ from bridges.registry import BridgeDeps, create_bridge
 log = logging.getLogger("deskbridge")
 
 DONE_OUTBOX_RETENTION = timedelta(days=7)
+JOB_SHUTDOWN_SECONDS = 20.0
 MAX_POLL_ROUNDS = 20  # follow-up polls in one job while the bridge says `more`
 
 
@@ -89,6 +91,7 @@ class App:
     watch: AgentChatWatch
     hold: ProviderHold
     _stop: asyncio.Event = field(default_factory=asyncio.Event)
+    _jobs: set[asyncio.Task[Any]] = field(default_factory=set)
 
     async def poll_provider(self) -> None:
         """The scheduled poll (by the leader only); follows up at once while
@@ -136,16 +139,32 @@ class App:
             log.exception("the SLA check failed")
             return None
 
+    def _tracked(self, job: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
+        """A scheduled job whose run a shutdown waits for (instead of leaving
+        it to be cancelled mid-transaction, with a traceback in the log)."""
+        async def run(*args: Any) -> Any:
+            task = asyncio.current_task()
+            assert task is not None
+            self._jobs.add(task)
+            try:
+                return await job(*args)
+            finally:
+                self._jobs.discard(task)
+
+        return run
+
     def schedule(self) -> None:
         self.scheduler.add_job(
-            self.poll_provider, "interval", seconds=self.settings.poll_interval_seconds,
-            id="poll", max_instances=1, coalesce=True, next_run_time=_now())
+            self._tracked(self.poll_provider), "interval",
+            seconds=self.settings.poll_interval_seconds, id="poll", max_instances=1,
+            coalesce=True, next_run_time=_now())
         self.scheduler.add_job(
-            self.check_sla, "interval", seconds=self.settings.sla_check_interval_seconds,
-            id="sla", max_instances=1, coalesce=True)
-        self.scheduler.add_job(self.housekeeping, "interval", hours=1, id="housekeeping",
-                               max_instances=1, coalesce=True)
-        self.scheduler.add_job(self.watch.probe, "interval", args=[self.bot],
+            self._tracked(self.check_sla), "interval",
+            seconds=self.settings.sla_check_interval_seconds, id="sla", max_instances=1,
+            coalesce=True)
+        self.scheduler.add_job(self._tracked(self.housekeeping), "interval", hours=1,
+                               id="housekeeping", max_instances=1, coalesce=True)
+        self.scheduler.add_job(self._tracked(self.watch.probe), "interval", args=[self.bot],
                                seconds=PROBE_SECONDS, id="agent-chat-probe", max_instances=1,
                                coalesce=True)
 
@@ -155,7 +174,7 @@ class App:
         as the bot receives updates (by long polling or webhook)."""
         # The health server first: a busy port stops the start before anything runs.
         http = await self._start_http() if self.settings.http_listen else None
-        await register_commands(self.bot, self.settings.agent_chat_id,
+        await register_commands(self.bot, self.agent_chat.chat_id,
                                 self.settings.agent_language, self.bridge.capabilities)
         if not self.leader.uses_database:
             await self.outbox.release_all_claims()  # ours, from before a crash
@@ -169,6 +188,8 @@ class App:
             self._stop.set()
             self.signal.notify()
             self.scheduler.shutdown(wait=False)
+            if self._jobs:  # a poll under way finishes (its import commits or rolls back)
+                await asyncio.wait(set(self._jobs), timeout=JOB_SHUTDOWN_SECONDS)
             await delivery
             await self.leader.release()
             if http is not None:
