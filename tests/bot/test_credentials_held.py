@@ -105,3 +105,38 @@ async def test_refused_credentials_hold_everything_until_they_are_right_again(
 
 async def _as(value: object) -> object:
     return value
+
+
+async def test_plusofon_token_refused_holds_everything_until_it_is_accepted_again(
+        tg: FakeTelegramServer, migrated_url: str, redis_url: str | None) -> None:
+    from bot.sandbox.plusofon import FakePlusofon
+
+    async with FakePlusofon() as plusofon:
+        env = plusofon.env(token=True)
+        engine = create_engine(migrated_url)
+        try:
+            bridge = await create_bridge("plusofon", BridgeDeps(engine=engine, env=env))
+            settings = make_settings(tg, migrated_url, redis_url, provider="plusofon",
+                                     outbox_max_attempts=2, provider_hold_probe_seconds=0.5)
+            async with running(settings, bridge=bridge) as app:
+                tg.user_sends_text(IVAN, IVAN, "Number does not ring")
+                ticket = await eventually(
+                    lambda: _as(plusofon.ticket_by_subject("Number does not ring")))
+                plusofon.expire_tokens()  # the token was revoked in Plusofon's cabinet
+                for n in range(4):
+                    tg.user_sends_text(IVAN, IVAN, f"still silent {n}")
+                    await asyncio.sleep(0.3)
+                await tg.wait_for(lambda s: find(s.sent_to(AGENT_CHAT), "PLUSOFON_TOKEN"))
+                await asyncio.sleep(3)
+                assert await _count(app, OutboxItem.status == "dead") == 0
+                plusofon._tokens.add(env["PLUSOFON_TOKEN"])  # a new token, as the operator sets
+
+                def posted() -> list[str]:
+                    return [t for t in ticket.post_texts() if t.startswith("still silent")]
+
+                texts = await eventually(lambda: _as(posted() if len(posted()) >= 4 else None),
+                                         timeout=15)
+                assert texts == [f"still silent {n}" for n in range(4)]
+                assert await _count(app, OutboxItem.status == "dead") == 0
+        finally:
+            await engine.dispose()
