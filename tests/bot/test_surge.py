@@ -89,7 +89,8 @@ async def test_new_tickets_overtake_a_saturated_agent_chat(tg: FakeTelegramServe
     await tg.wait_for(lambda s: sum(1 for r in s.sent_to(AGENT_CHAT)
                                     if "Busy problem" in (r["text"] or "")) >= 10 or None)
     # From here on, Telegram's real limits: 20 calls a minute to the group.
-    app.pacer.budget = LocalBudget(Limits())
+    shared, app.pacer.budget = app.pacer.budget, LocalBudget(Limits())
+    await shared.aclose()  # with TEST_REDIS_URL, the Redis budget's connections
     tg.enforce_limits = True
     for user_id in backlog:
         for k in range(2):
