@@ -19,7 +19,15 @@ from bot.db.session import create_engine
 from bot.sandbox.omnidesk import FakeOmnidesk
 from bot.sandbox.telegram_server import FakeTelegramServer
 from bridges.registry import BridgeDeps, create_bridge
-from tests.bot.conftest import AGENT_CHAT, IVAN, eventually, find, make_settings, running
+from tests.bot.conftest import (
+    AGENT_CHAT,
+    IVAN,
+    callback_data_of,
+    eventually,
+    find,
+    make_settings,
+    running,
+)
 
 CHANNEL = "cch7"
 SENT = 6
@@ -140,3 +148,45 @@ async def test_plusofon_token_refused_holds_everything_until_it_is_accepted_agai
                 assert await _count(app, OutboxItem.status == "dead") == 0
         finally:
             await engine.dispose()
+
+
+async def test_zenlix_password_changed_holds_everything_until_it_is_right_again(
+        tg: FakeTelegramServer, migrated_url: str, redis_url: str | None,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from bot.sandbox.zenlix import FakeZenlix
+    from tests.bridges.harness_zenlix import populate, zenlix_env
+
+    async with FakeZenlix() as fake:
+        world = populate(fake)
+        for name, value in zenlix_env(fake, world, ZENLIX_IDLE_MAX_CYCLES="2").items():
+            monkeypatch.setenv(name, value)
+        fake.add_client("Ivan")
+        settings = make_settings(tg, migrated_url, redis_url, provider="zenlix",
+                                 outbox_max_attempts=2, provider_hold_probe_seconds=0.5)
+        async with running(settings) as app:
+            tg.user_sends_text(IVAN, IVAN, "VPN is down")
+            question = await tg.wait_for(lambda s: next(
+                (r for r in s.sent_to(IVAN) if "Billing" in str(r.get("reply_markup"))), None))
+            tg.user_presses(IVAN, (IVAN, question["message_id"]),
+                            callback_data_of(question, "Billing"))
+            await eventually(lambda: _as(len(fake.tickets) == 1))
+            [ticket] = fake.tickets
+            service = fake.users[world.service]
+            right, service.password = service.password, "changed-by-an-admin"
+            fake.revoke_keys()
+            for n in range(4):
+                tg.user_sends_text(IVAN, IVAN, f"still down {n}")
+                await asyncio.sleep(0.3)
+            await tg.wait_for(lambda s: find(s.sent_to(AGENT_CHAT), "ZENLIX_PASSWORD"))
+            await asyncio.sleep(3)
+            assert await _count(app, OutboxItem.status == "dead") == 0
+            service.password = right
+
+            def posted() -> list[str]:  # the comments as the bridge wrote them, in order
+                return [f"still down {n}" for c in fake.comments_of(ticket.hash)
+                        for n in range(4) if f"still down {n}" in c.text]
+
+            texts = await eventually(lambda: _as(posted() if len(posted()) >= 4 else None),
+                                     timeout=15)
+            assert texts == [f"still down {n}" for n in range(4)]
+            assert await _count(app, OutboxItem.status == "dead") == 0
