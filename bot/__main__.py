@@ -32,6 +32,10 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="deskbridge", description=__doc__)
     parser.add_argument("--version", action="version", version=f"deskbridge {_version()}")
     commands = parser.add_subparsers(dest="command", required=True)
+    from bot.init import add_arguments as add_init_arguments
+
+    add_init_arguments(commands.add_parser(
+        "init", help="set up: check the token, find the agent chat, write .env"))
     commands.add_parser("run", help="apply migrations, then run the bot (long polling)")
     commands.add_parser("migrate", help="apply database migrations")
     check = commands.add_parser("check", help="check everything the bot needs; exit code 0 "
@@ -77,6 +81,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _command(args: argparse.Namespace) -> int:
     if args.command == "demo":
         return demo_cli.run(args)
+    if args.command == "init":
+        from bot.init import run_init
+
+        return run_init(args)
     if args.command == "migrate":
         from bot.db import migrate as migrations
 

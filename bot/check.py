@@ -4,7 +4,7 @@ One line per fact, marked `[ok]`, `[!!]` (broken: the line says what to do)
 or `[--]` (worth knowing, not a failure). The exit code is 0 only when no
 line is `[!!]`: the token, the agent chat (a supergroup the bot can see, with
 forum topics on, the bot an administrator allowed to manage topics and
-delete messages), inline mode where the provider has a knowledge base, the
+delete and pin messages), inline mode where the provider has a knowledge base, the
 database reachable and migrated, Redis when set, the webhook when set, and
 the provider's credentials. Lines are in the operator's language.
 """
@@ -93,8 +93,7 @@ def check_webhook(info: WebhookInfo, settings: Settings, report: Report) -> None
         report.line(OK, "check.webhook_ok", url=wanted, pending=pending)
 
 
-async def check_agent_chat(bot: Bot, me: User, settings: Settings, report: Report) -> None:
-    chat_id = settings.agent_chat_id
+async def check_agent_chat(bot: Bot, me: User, chat_id: int, report: Report) -> None:
     try:
         chat: ChatFullInfo = await bot.get_chat(chat_id, request_timeout=20)
     except TelegramAPIError as exc:
@@ -118,9 +117,11 @@ async def check_agent_chat(bot: Bot, me: User, settings: Settings, report: Repor
         report.line(FAIL, "check.not_admin", status=member.status)
         return
     report.line(OK, "check.admin")
-    # Topics: one per ticket. Deleting: a password typed in the group is removed at once.
+    # Topics: one per ticket. Deleting: a password typed in the group is removed at
+    # once. Pinning: each ticket's card is pinned in its topic.
     rights = (("can_manage_topics", "check.topics_ok", "check.topics_missing"),
-              ("can_delete_messages", "check.delete_ok", "check.delete_missing"))
+              ("can_delete_messages", "check.delete_ok", "check.delete_missing"),
+              ("can_pin_messages", "check.pin_ok", "check.pin_missing"))
     for name, ok_key, missing_key in rights:
         allowed = member.status == "creator" or bool(getattr(member, name, False))
         report.line(OK if allowed else FAIL, ok_key if allowed else missing_key)
@@ -220,7 +221,7 @@ async def run_check(settings: Settings, *, migrate: bool = False,
             except TelegramAPIError as exc:
                 report.line(FAIL, "check.telegram_unreachable", url=settings.telegram_api_base,
                             reason=_reason(exc))
-            await check_agent_chat(bot, me, settings, report)
+            await check_agent_chat(bot, me, settings.agent_chat_id, report)
         ready = await check_database(settings, report, migrate=migrate, ask=ask)
         if settings.redis_url:
             redis_label = shown("REDIS_URL", settings.redis_url) or "REDIS_URL"

@@ -62,6 +62,7 @@ async def test_all_good(server: FakeTelegramServer, migrated_url: str,
     assert "[ok] agent chat: Support (-1001000000001)" in lines
     assert "[ok] forum topics are on: one topic per ticket" in lines
     assert "[ok] the bot may manage topics" in lines and "[ok] the bot may delete messages" in lines
+    assert "[ok] the bot may pin messages" in lines
     assert any(line.startswith("[ok] local desk: 0 tickets") for line in lines)
     assert any(line.startswith("[ok] database ") and "migrated (revision" in line
                for line in lines)
@@ -75,12 +76,15 @@ FAILING: list[tuple[str, Callable[[FakeTelegramServer], None], str]] = [
      "[!!] forum topics are off: turn on Topics in the group's settings"),
     ("plain member", lambda s: setattr(s.chats[AGENT_CHAT], "bot_status", "member"),
      "[!!] the bot is a member of the agent chat, not an administrator: make it an "
-     "administrator with the rights Manage topics and Delete messages"),
+     "administrator with the rights Manage topics, Delete messages and Pin messages"),
     ("no topic right", lambda s: setattr(s.chats[AGENT_CHAT], "bot_can_manage_topics", False),
      "[!!] the bot may not manage topics: give it the Manage topics right"),
     ("no delete right",
      lambda s: s.chats[AGENT_CHAT].bot_rights.update(can_delete_messages=False),
      "[!!] the bot may not delete messages"),
+    ("no pin right",
+     lambda s: s.chats[AGENT_CHAT].bot_rights.update(can_pin_messages=False),
+     "[!!] the bot may not pin messages (it pins each ticket's card in its topic)"),
     ("inline off", lambda s: setattr(s, "inline_mode", False),
      "[!!] inline mode is off, so nobody can search the knowledge base: turn it on in "
      "@BotFather (/setinline, then choose @deskbridge_test_bot)"),
