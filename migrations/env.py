@@ -42,8 +42,7 @@ def do_run_migrations(connection: Connection) -> None:
         if connection.dialect.name == "postgresql":
             # Replicas starting at once: one upgrades, the others wait here and
             # then find the database at head (the version is read after the lock,
-            # in the same transaction). SQLite needs nothing: the engine begins
-            # every transaction IMMEDIATE, which serialises writers the same way.
+            # in the same transaction). SQLite: a lock file (bot.db.migrate).
             connection.execute(text("SELECT pg_advisory_xact_lock(:key)"),
                                {"key": MIGRATION_LOCK})
         context.run_migrations()

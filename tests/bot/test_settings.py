@@ -480,3 +480,14 @@ async def test_a_migrated_agent_chat_is_followed_at_start(tg: FakeTelegramServer
     # getChat of the old id still answers (only sends are refused with
     # migrate_to_chat_id); either way the start goes on.
     assert facts.chat.id in (AGENT_CHAT, new_id)
+
+
+def test_every_setting_says_what_a_right_value_is_in_both_languages() -> None:
+    """A new setting gets its `config.<name>` words (what a right value looks
+    like), or its refusal would fall back to pydantic's English."""
+    from bot.i18n import LANGUAGES, catalog
+
+    for lang in LANGUAGES:
+        missing = [name for name in Settings.model_fields
+                   if f"config.{name}" not in catalog(lang)]
+        assert not missing, (lang, missing)

@@ -4,9 +4,11 @@ again, and the head matches the models exactly."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -22,6 +24,8 @@ from bridges.local.models import LocalDeskBase
 from bridges.state import BridgeStateBase
 
 ROOT = Path(__file__).resolve().parents[2]
+PROC_LOCKS = Path("/proc/locks")
+HAS_PROC_LOCKS = PROC_LOCKS.exists()
 
 
 def _revisions(url: str) -> list[tuple[str, str]]:
@@ -97,10 +101,12 @@ async def test_replicas_starting_at_once_migrate_once(database_url: str, tmp_pat
 
 async def test_a_replica_waits_while_another_migrates(database_url: str, tmp_path: Path
                                                        ) -> None:
-    """On PostgreSQL the upgrade runs under an advisory lock: while one process
-    holds it (here: the test), the others wait, then find the work done."""
+    """The upgrade runs under a lock (PostgreSQL: an advisory lock; SQLite: a
+    lock file): while one process holds it (here: the test), the others wait,
+    then find the work done."""
     if not database_url.startswith("postgresql"):
-        pytest.skip("SQLite serialises writers by BEGIN IMMEDIATE; one process per file")
+        await _sqlite_replica_waits(database_url, tmp_path)
+        return
     from sqlalchemy import text
 
     engine = create_engine(database_url)
@@ -124,3 +130,39 @@ async def test_a_replica_waits_while_another_migrates(database_url: str, tmp_pat
         await engine.dispose()
     head = ScriptDirectory.from_config(alembic_config(database_url)).get_current_head()
     assert await _versions(database_url) == [head]
+
+
+def _flock_waiters(path: Path) -> int:
+    """Processes blocked in flock() on `path` (Linux lists them in /proc/locks
+    with "->")."""
+    inode = f":{os.stat(path).st_ino} "
+    with PROC_LOCKS.open() as locks:
+        return sum(1 for line in locks if "->" in line and "FLOCK" in line and inode in line)
+
+
+@contextlib.contextmanager
+def _holding(path: Path) -> Iterator[None]:
+    import fcntl
+
+    with open(path, "a") as holder:
+        fcntl.flock(holder, fcntl.LOCK_EX)
+        yield  # closing the file lets the lock go
+
+
+async def _sqlite_replica_waits(database_url: str, tmp_path: Path) -> None:
+    """SQLite: the lock file beside the database. While the test holds it,
+    every replica waits before touching the database."""
+    from sqlalchemy import make_url
+
+    if not HAS_PROC_LOCKS:
+        pytest.skip("needs Linux's /proc/locks to see who waits")
+    lock_path = Path(f"{make_url(database_url).database}.migrate-lock")
+    with _holding(lock_path):
+        processes = _start_migrations(database_url, tmp_path, 3)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + 60
+        while _flock_waiters(lock_path) < 3:
+            assert loop.time() < deadline, "the replicas did not wait for the lock"
+            assert all(p.poll() is None for p in processes)
+            await asyncio.sleep(0.1)
+    await _finish(processes)
