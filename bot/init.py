@@ -27,16 +27,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
-from aiogram import Bot
-from aiogram.client.telegram import TelegramAPIServer
-from aiogram.exceptions import (
-    TelegramAPIError,
-    TelegramConflictError,
-    TelegramUnauthorizedError,
-)
-from aiogram.types import User
 from dotenv import dotenv_values
 
 from bot.config import (
@@ -50,7 +42,10 @@ from bot.config import (
 from bot.i18n import gettext
 from bot.problems import EXIT_FAILURE, EXIT_SETTINGS, OperatorError, failure, operator_language
 from bot.startup import check_provider_settings
-from bot.telegram.session import TelegramSession
+
+if TYPE_CHECKING:  # aiogram only once Telegram is asked: `deskbridge --help` stays quick
+    from aiogram import Bot
+    from aiogram.types import User
 
 DEFAULT_API_BASE = "https://api.telegram.org"
 DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///deskbridge.db"
@@ -169,6 +164,11 @@ class Answers:
 
 
 def make_bot(token: str, api_base: str) -> Bot:
+    from aiogram import Bot
+    from aiogram.client.telegram import TelegramAPIServer
+
+    from bot.telegram.session import TelegramSession
+
     return Bot(token, session=TelegramSession(api=TelegramAPIServer.from_base(api_base)))
 
 
@@ -189,6 +189,8 @@ def _usable(value: str | None, example: str) -> str | None:
 async def ask_token(console: Console, given: str | None, current: str | None,
                     api_base: str) -> tuple[str, User]:
     """A token Telegram accepts, and the bot it belongs to."""
+    from aiogram.exceptions import TelegramAPIError, TelegramUnauthorizedError
+
     token = given
     for _ in range(MAX_TRIES):
         if token is None:
@@ -232,6 +234,8 @@ async def wait_for_group(console: Console, bot: Bot, me: User, *, wait: float | 
                          ) -> int | None:
     """The id of the group the bot is added to next (from my_chat_member), or
     None when nothing came within `wait` seconds (None: as long as it takes)."""
+    from aiogram.exceptions import TelegramConflictError
+
     info = await bot.get_webhook_info(request_timeout=20)
     if info.url:
         if not (console.interactive and console.confirm("init.webhook_question", url=info.url)):

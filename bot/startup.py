@@ -12,17 +12,8 @@ import socket
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
-from aiogram import Bot
-from aiogram.exceptions import (
-    TelegramAPIError,
-    TelegramMigrateToChat,
-    TelegramNetworkError,
-    TelegramServerError,
-    TelegramUnauthorizedError,
-)
-from aiogram.types import ChatFullInfo, User
 from pydantic import ValidationError
 from sqlalchemy import make_url, text
 from sqlalchemy.exc import DBAPIError, NoSuchModuleError, SQLAlchemyError
@@ -37,6 +28,12 @@ from bot.problems import (
     problems_from_validation,
     shown,
 )
+
+if TYPE_CHECKING:  # aiogram is imported where Telegram is asked: `migrate`,
+    # `outbox` and refusals start without it (~1 s and ~120 MB).
+    from aiogram import Bot
+    from aiogram.exceptions import TelegramAPIError
+    from aiogram.types import ChatFullInfo, User
 
 log = logging.getLogger("deskbridge")
 
@@ -202,6 +199,8 @@ class TelegramFacts:
 
 
 def telegram_failure(exc: TelegramAPIError, settings: Settings) -> OperatorError:
+    from aiogram.exceptions import TelegramUnauthorizedError
+
     if isinstance(exc, TelegramUnauthorizedError):
         return failure("startup.token_refused", EXIT_SETTINGS)
     reason = getattr(exc, "message", None) or str(exc)
@@ -211,6 +210,13 @@ def telegram_failure(exc: TelegramAPIError, settings: Settings) -> OperatorError
 
 async def telegram_facts(bot: Bot, settings: Settings) -> TelegramFacts:
     """getMe and getChat of the agent chat, or one line saying what to fix."""
+    from aiogram.exceptions import (
+        TelegramAPIError,
+        TelegramMigrateToChat,
+        TelegramNetworkError,
+        TelegramServerError,
+    )
+
     try:
         me = await bot.get_me(request_timeout=TELEGRAM_TIMEOUT)
     except TelegramAPIError as exc:
