@@ -19,6 +19,7 @@ import asyncio
 import logging
 from collections.abc import Mapping
 
+from aiogram.exceptions import TelegramAPIError, TelegramNetworkError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.db.models import OutboxItem
@@ -38,6 +39,7 @@ from bot.outbox.store import OutboxStore
 from bot.telegram.agent_chat import AgentChat
 from bot.telegram.pacer import SendPriority, TelegramPacer, sending
 from bot.web import Metrics
+from bridges.errors import BridgeError
 
 log = logging.getLogger("deskbridge.delivery")
 
@@ -202,7 +204,7 @@ class OutboxDispatcher:
                 delay = self.hold.probe_seconds
             await self.store.reschedule(row, delay, count=False, error=error)
         elif decision.action is Action.RETRY:
-            if not isinstance(exc, Exception) or not _expected(exc):
+            if not _expected(exc):
                 log.error("delivering outbox row %s (%s) failed", row.id, row.kind,
                           exc_info=exc)
             log.warning("outbox row %s (%s) failed, retry in %.1fs: %s", row.id, row.kind,
@@ -227,9 +229,5 @@ class OutboxDispatcher:
 
 def _expected(exc: Exception) -> bool:
     """Failures that are part of life (logged in one line, not with a traceback)."""
-    from aiogram.exceptions import TelegramAPIError, TelegramNetworkError
-
-    from bridges.errors import BridgeError
-
     return (isinstance(exc, BridgeError | TelegramAPIError | TelegramNetworkError | TimeoutError)
             or is_database_outage(exc))

@@ -14,7 +14,6 @@ from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from typing import Any
 
-from aiogram.types import Message as TgMessage
 from sqlalchemy import func, select, update
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
@@ -208,8 +207,3 @@ class OutboxStore:
                 delay = min(delay * 2, 10.0)
         await record(*args)
 
-
-def sent_messages(sent: TgMessage | list[TgMessage] | None) -> list[TgMessage]:
-    if sent is None:
-        return []
-    return sent if isinstance(sent, list) else [sent]

@@ -49,7 +49,6 @@ from bot.outbox.store import OutboxStore
 from bot.services import edits, render
 from bot.telegram.agent_chat import AgentChat
 from bot.telegram.agent_chat_watch import AgentChatWatch
-from bot.telegram.limits import Limits
 from bot.telegram.pacer import TelegramPacer
 from bridges.base import Capabilities
 
@@ -169,8 +168,7 @@ class TelegramDeliveries:
                 followers.append((row, message))
         if not followers:
             return []
-        limits: Limits | None = getattr(self._pacer.budget, "limits", None)
-        burst = limits.group_burst if limits else 5
+        burst = self._pacer.budget.limits.group_burst
         busy = await self._pacer.budget.peek(self.agent_chat.chat_id) > 0
         return followers if busy or len(followers) + 1 > burst else []
 

@@ -68,6 +68,8 @@ class Limits:
 
 
 class Budget(Protocol):
+    limits: Limits
+
     async def take(self, chat_id: int | None) -> float:
         """Book a send to `chat_id` (None: a call that counts only against the
         overall limit) and return 0, or book nothing and return the seconds to
